@@ -1,0 +1,32 @@
+# The two commands README gives: `make demo` and `make test`. Both set up a local
+# virtual environment first. torch is pinned to the exact CPU build this project tests on.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv bench contract clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[test,plot]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m handbp demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto -q
+
+bench: $(STAMP)
+	$(BIN)/python -m handbp bench
+
+contract: $(STAMP)
+	$(BIN)/python ../shared/contract/check_contract.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,27 @@
+"""handbp: backpropagation written by hand in NumPy.
+
+Every layer's ``forward`` caches what its ``backward`` needs; every ``backward`` is the chain rule,
+with its derivative in the docstring. Layouts and names follow PyTorch, so that ``crosscheck`` can
+build a torch twin and compare every step.
+"""
+from . import datasets, optim
+from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .checkpoint import CheckpointError, load, load_into, save
+from .errors import CallOrderError
+from .layers import Linear
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MeanSquaredError, MSELoss
+from .module import Module, Parameter, Sequential
+from .network import DNN, gradient_descent
+from .train import TrainingDiverged, accuracy, fit
+
+__version__ = "0.1.0"
+
+# ``from handbp import *`` gives what the seed notebook uses, and the rest of the public API
+__all__ = [
+    "DNN", "Sigmoid", "MeanSquaredError", "gradient_descent",
+    "Parameter", "Module", "Sequential", "Linear",
+    "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax",
+    "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
+    "optim", "fit", "accuracy", "datasets", "save", "load", "load_into",
+    "CheckpointError", "CallOrderError", "TrainingDiverged",
+]

@@ -1,0 +1,44 @@
+"""The ``handbp`` command line. Each subcommand lives in its own module under
+``handbp.commands`` with ``add_arguments(parser)`` and ``run(args) -> int``; modules import torch
+(and crosscheck) only inside ``run``, so ``handbp --help`` works without them."""
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "train": ("handbp.commands.train", "train a network on a built-in task (spirals, xor, sine)"),
+    "demo": ("handbp.commands.demo", "the seed notebook's experiment, cross-checked against torch"),
+    "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="handbp", description="Hand-written NumPy backprop, cross-checked against PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue  # a command whose module is not there yet
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as e:   # bad input: one clear line, no traceback
+        print(f"handbp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Errors handbp raises for bad input, and the checks that raise them.
+
+Every message names the argument (or the layer), what was expected and what was given. Checks run
+*before* anything is modified, so a failed call leaves the model, its gradients and the optimizer
+exactly as they were.
+"""
+import numpy as np
+
+
+class LayerError(Exception):
+    """Mixin for an error raised inside a layer: knows the layer and its path in the model.
+
+    Containers re-raise it with their child's name prefixed (``within``), so the final message
+    says ``layer '2' (Linear(in_features=32, out_features=32))``: which layer, by the same path
+    ``named_parameters()`` uses.
+    """
+
+    def __init__(self, module, message, path=""):
+        self.module, self.message, self.path = module, message, path
+        where = f"layer '{path}' ({module!r})" if path else repr(module)
+        super().__init__(f"{where}: {message}")
+
+    def within(self, name):
+        path = f"{name}.{self.path}" if self.path else str(name)
+        return type(self)(self.module, self.message, path)
+
+
+class LayerValueError(LayerError, ValueError):
+    """Bad value or shape given to a layer."""
+
+
+class LayerTypeError(LayerError, TypeError):
+    """Bad dtype or type given to a layer."""
+
+
+class CallOrderError(LayerError, RuntimeError, ValueError):
+    """A method called out of order, e.g. ``backward`` before ``forward``.
+
+    A RuntimeError as in torch, and a ValueError like every other bad-usage error here.
+    """
+
+
+def describe(x):
+    """A short, safe description of a given value for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}"[:120]
+
+
+def as_float_array(x, name, dtype=None):
+    """``x`` as a floating ndarray (lists accepted), or a TypeError naming ``name``.
+
+    With ``dtype`` given, the array must already have it: handbp never casts silently (torch
+    raises for mixed dtypes too), so a float32 model fed float64 data is an error, not a slowdown.
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x, dtype=dtype if dtype is not None else np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected an array of floats, got {describe(x)}") from None
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype} "
+                        f"(convert with {name}.astype(np.float64))")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the model's dtype), got {x.dtype}; "
+                        f"convert the data with .astype(np.{np.dtype(dtype)}) or the model with .to(np.{x.dtype})")
+    return x
+
+
+def check_finite(x, name):
+    """ValueError naming ``name`` when ``x`` holds NaN or Inf (one reduction on the happy path)."""
+    if not np.isfinite(x.sum()) and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))
+        first = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name}: expected finite values, got {len(bad)} non-finite "
+                         f"(first at index {first}: {x[first]!r})")
+    return x

@@ -1,0 +1,93 @@
+"""Layers with parameters. ``Linear`` is the notebook's ``Neuron`` without its activation."""
+import math
+
+import numpy as np
+
+from .errors import LayerValueError
+from .module import Module, Parameter
+
+
+def _init_rng(rng):
+    """The source of random numbers: an explicit Generator, or numpy's global state (so that
+    ``np.random.seed`` reproduces a model, as in the notebook)."""
+    return np.random if rng is None else rng
+
+
+class Linear(Module):
+    """y = x Wᵀ + b.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: whether to learn an additive bias ``b``.
+        dtype: dtype of the parameters (float64 by default); inputs must have the same dtype.
+        rng: ``np.random.Generator`` for the initial values; numpy's global state when omitted.
+        init: ``"torch"`` (default): W and b from U(−1/√in_features, 1/√in_features), torch's
+            default; ``"normal"``: W from N(0, std²) and b = 0, the notebook's init.
+        std: standard deviation for ``init="normal"`` (the notebook's 0.01).
+
+    Shape:
+        x: ``(in_features,)`` (one sample, as in the notebook) or ``(N, in_features)``;
+        y: ``(out_features,)`` or ``(N, out_features)``.
+
+    Attributes:
+        weight: Parameter of shape ``(out_features, in_features)``, torch's layout.
+        bias: Parameter of shape ``(out_features,)`` or None.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float64, rng=None,
+                 init="torch", std=0.01):
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"Linear: {name}: expected a non-negative integer, got {v!r}")
+        if init not in ("torch", "normal"):
+            raise ValueError(f"Linear: init: expected 'torch' or 'normal', got {init!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Linear: dtype: expected a floating dtype, got {dtype}")
+        rng = _init_rng(rng)
+        if init == "torch":
+            bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+            W = rng.uniform(-bound, bound, (out_features, in_features))
+            b = rng.uniform(-bound, bound, (out_features,)) if bias else None
+        else:
+            # drawn as (in, out) and transposed: the notebook's draw order, so np.random.seed
+            # gives the notebook's very numbers
+            W = rng.normal(0.0, std, (in_features, out_features)).T
+            b = np.zeros(out_features) if bias else None
+        self.weight = Parameter(W.astype(dtype))
+        self.bias = Parameter(b.astype(dtype)) if bias else None
+        self.last_x = None
+
+    def forward(self, x):
+        """y = x Wᵀ + b; caches x (needed for dW)."""
+        if x.ndim not in (1, 2) or x.shape[-1] != self.in_features:
+            raise LayerValueError(self, f"x: expected shape ({self.in_features},) or (N, {self.in_features}), "
+                                        f"got {x.shape}")
+        self.last_x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, dy):
+        """dW = dyᵀ x,  db = Σₙ dy,  dx = dy W."""
+        x = self.last_x
+        self._need_cache(x, dy, None if x is None else x.shape[:-1] + (self.out_features,))
+        if x.ndim == 1:
+            self.weight.accumulate(np.outer(dy, x))
+            if self.bias is not None:
+                self.bias.accumulate(dy)
+        else:
+            self.weight.accumulate(dy.T @ x)
+            if self.bias is not None:
+                self.bias.accumulate(dy.sum(axis=0))
+        return dy @ self.weight.data
+
+    def config_args(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -1,0 +1,287 @@
+"""Parameter, Module and Sequential: the containers every layer builds on.
+
+A module has two halves, the chain rule's two directions:
+
+* ``forward(x)`` computes the output and *caches* what the backward will need (the seed notebook's
+  "dynamic programming memory": ``last_x``, ``last_o``), one slot, overwritten on every call;
+* ``backward(dy)`` takes dL/d(output), returns dL/d(input), and **adds** dL/d(parameter) into each
+  parameter's ``.grad`` (torch's accumulate semantics: call ``zero_grad()`` between steps).
+
+Names follow torch: ``named_parameters()`` of a ``Sequential`` yields ``"0.weight"``, ``"0.bias"``,
+``"2.weight"``, ..., so a ``state_dict`` here has the same keys and shapes as its torch twin's.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .errors import CallOrderError, LayerError, LayerValueError, as_float_array, check_finite, describe
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Attributes:
+        data: the values (an ndarray, updated in place by optimizers).
+        grad: dL/d(data) accumulated by backward passes, or ``None`` before the first one and after
+            ``zero_grad()`` (as in torch, where ``zero_grad`` sets gradients to None).
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = np.array(data, copy=True)
+        if self.data.dtype.kind != "f":
+            raise TypeError(f"Parameter: expected floating-point data, got dtype {self.data.dtype}")
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def accumulate(self, g):
+        """``grad += g`` (``grad = g`` when there is none yet): torch's accumulation."""
+        if self.grad is None:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: subclasses set parameters and submodules as attributes, and write
+    ``forward`` and ``backward``.
+
+    ``module(x)`` checks ``x`` once (a floating array of the module's dtype, all finite) and then
+    calls ``forward``. Containers call their children's ``forward`` directly, so the check runs
+    once per call, at the boundary, not once per layer.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration: assigning a Parameter or Module to an attribute registers it, as in torch
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A state array that is saved and loaded but not trained (BatchNorm's running mean)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = True
+
+    # -- calling
+    def __call__(self, x):
+        x = check_finite(as_float_array(x, "x", self.dtype), "x")
+        try:
+            return self.forward(x)
+        except LayerError as e:
+            raise e from None  # drop handbp's own frames: the message says where
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def _need_cache(self, cached, dy, out_shape):
+        """Raise if backward comes before forward, or if ``dy`` does not fit the last output."""
+        if cached is None:
+            raise CallOrderError(self, "backward() called before forward(); "
+                                       "run the forward pass first, it caches what backward needs")
+        if not isinstance(dy, np.ndarray) or dy.shape != out_shape:
+            raise LayerValueError(self, f"grad_output: expected shape {out_shape} "
+                                        f"(the last forward's output), got {describe(dy)}")
+
+    # -- parameters
+    def named_parameters(self, prefix=""):
+        """Yield ``(name, Parameter)`` pairs, own parameters first, then each child's, as torch."""
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+        for name, m in self._modules.items():
+            yield from m.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for name in self._buffers:
+            yield prefix + name, getattr(self, name)
+        for name, m in self._modules.items():
+            yield from m.named_buffers(prefix + name + ".")
+
+    def named_modules(self, prefix=""):
+        """Yield ``(path, module)`` for this module (path ``""``) and every descendant."""
+        yield prefix.rstrip("."), self
+        for name, m in self._modules.items():
+            yield from m.named_modules(prefix + name + ".")
+
+    def children(self):
+        return list(self._modules.values())
+
+    def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient: ``None`` (torch's default) or zeros."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    @property
+    def dtype(self):
+        """The dtype of the first parameter (float64 for a module without parameters)."""
+        for _, p in self.named_parameters():
+            return p.data.dtype
+        return np.dtype(getattr(self, "_dtype", np.float64))
+
+    def to(self, dtype):
+        """Cast every parameter and buffer to ``dtype`` in place; returns self (torch's ``.to``)."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"to: expected a floating dtype, got {dtype}")
+        for _, m in self.named_modules():
+            object.__setattr__(m, "_dtype", dtype)
+            for p in m._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = None if p.grad is None else p.grad.astype(dtype)
+            for name in m._buffers:
+                buf = getattr(m, name)
+                if isinstance(buf, np.ndarray) and buf.dtype.kind == "f":
+                    object.__setattr__(m, name, buf.astype(dtype))
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    # -- modes
+    def train(self, mode=True):
+        for _, m in self.named_modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state
+    def state_dict(self):
+        """``name -> copy of the array`` for every parameter, then every buffer (torch's keys)."""
+        out = OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        for n, b in self.named_buffers():
+            out[n] = np.array(b, copy=True)
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays from ``state_dict`` into this module's parameters and buffers.
+
+        Checked first, all of it: with ``strict`` the names must be exactly this module's; each
+        array's shape and dtype must match. On any error nothing is changed.
+        """
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {describe(state_dict)}")
+        targets = OrderedDict((n, ("param", p)) for n, p in self.named_parameters())
+        for path, m in self.named_modules():
+            for name in m._buffers:
+                key = f"{path}.{name}" if path else name
+                targets[key] = ("buffer", (m, name))
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: state_dict does not match the model: "
+                           f"missing keys {missing}, unexpected keys {unexpected}")
+        plan = []
+        for key, (kind, target) in targets.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            current = target.data if kind == "param" else getattr(*target)
+            arr = np.asarray(value)
+            if arr.shape != np.shape(current):
+                raise ValueError(f"load_state_dict: '{key}': expected shape {np.shape(current)}, got {arr.shape}")
+            if arr.dtype != np.asarray(current).dtype:
+                raise TypeError(f"load_state_dict: '{key}': expected dtype {np.asarray(current).dtype}, got {arr.dtype}")
+            plan.append((kind, target, arr))
+        for kind, target, arr in plan:
+            if kind == "param":
+                target.data[...] = arr
+            else:
+                m, name = target
+                object.__setattr__(m, name, np.array(arr, copy=True))
+
+    def config_args(self):
+        """Constructor arguments that rebuild this module (used by checkpoints)."""
+        return {}
+
+    # -- printing
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order: ``y = fₙ(…f₂(f₁(x)))``; backward applies the chain rule in
+    reverse, ``dx = J₁ᵀ(J₂ᵀ(… Jₙᵀ dy))``, each factor supplied by one module's ``backward``.
+
+    Children are named ``"0"``, ``"1"``, …, as in ``torch.nn.Sequential``.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i}: expected a handbp Module, got {describe(m)}")
+            setattr(self, str(i), m)
+
+    def forward(self, x):
+        for name, m in self._modules.items():
+            try:
+                x = m.forward(x)
+            except LayerError as e:
+                raise e.within(name) from None
+        return x
+
+    def backward(self, dy):
+        for name, m in reversed(self._modules.items()):
+            try:
+                dy = m.backward(dy)
+            except LayerError as e:
+                raise e.within(name) from None
+        return dy
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return Sequential(*mods[idx])
+        return mods[idx]
+
+    def append(self, module):
+        setattr(self, str(len(self)), module)
+        return self

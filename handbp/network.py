@@ -1,0 +1,85 @@
+"""The seed notebook's network and its one-step training function, on handbp's modules."""
+import numpy as np
+
+from .activations import Sigmoid
+from .errors import describe
+from .layers import Linear
+from .module import Module, Sequential
+
+
+class DNN(Sequential):
+    """The notebook's fully connected network, as a Sequential::
+
+        Linear(input → num_neuron), act,
+        hidden_depth × [Linear(num_neuron → num_neuron), act],
+        Linear(num_neuron → output), act
+
+    Args:
+        hidden_depth: number of num_neuron → num_neuron layers (≥ 0).
+        num_neuron: width of the hidden layers (≥ 1).
+        input, output: feature counts in and out (≥ 1).
+        activation: a Module class (or a zero-argument factory), used after every Linear,
+            the last one included, as in the notebook.
+        init: ``"notebook"`` (default): W from N(0, std²), b = 0, drawn in the notebook's order
+            from ``rng`` or numpy's global state, so ``np.random.seed(s)`` gives the notebook's
+            numbers; ``"torch"``: torch's default U(±1/√fan_in).
+        std: the notebook init's standard deviation (0.01).
+        rng: ``np.random.Generator`` to draw from instead of numpy's global state.
+        dtype: float64 (default) or float32.
+    """
+
+    def __init__(self, hidden_depth, num_neuron, input, output, activation=Sigmoid, *,
+                 init="notebook", std=0.01, rng=None, dtype=np.float64):
+        for name, v, low in (("hidden_depth", hidden_depth, 0), ("num_neuron", num_neuron, 1),
+                             ("input", input, 1), ("output", output, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"DNN: {name}: expected an integer ≥ {low}, got {v!r}")
+        if not callable(activation):
+            raise TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, got {describe(activation)}")
+        if init not in ("notebook", "torch"):
+            raise ValueError(f"DNN: init: expected 'notebook' or 'torch', got {init!r}")
+        probe = activation()
+        if not isinstance(probe, Module):
+            raise TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, got {describe(activation)}")
+        sizes = [input] + [num_neuron] * (hidden_depth + 1) + [output]
+        kw = dict(dtype=dtype, rng=rng, init="normal" if init == "notebook" else "torch", std=std)
+        layers = []
+        for i, o in zip(sizes[:-1], sizes[1:]):
+            layers += [Linear(i, o, **kw), activation()]
+        super().__init__(*layers)
+        self.config = dict(hidden_depth=int(hidden_depth), num_neuron=int(num_neuron), input=int(input),
+                           output=int(output), activation=type(probe).__name__)
+
+    @property
+    def sequence(self):
+        """The notebook's name for the list of layers."""
+        return list(self)
+
+    def calc_gradient(self, loss_obj):
+        """The notebook's backward pass: dL/dpred from the loss, then back through every layer,
+        accumulating into each parameter's ``.grad``. Returns dL/dx."""
+        return self.backward(loss_obj.backward())
+
+
+def gradient_descent(network, x, y, loss_obj, alpha=0.01):
+    """One step of plain gradient descent, the notebook's function, fixed.
+
+    Forward, loss, backward, then ``p ← p − alpha · dL/dp`` for every parameter, weights included
+    (the notebook wrote ``l0.dw`` but updated with ``layer.dW``, which stayed zero, so its weights
+    never moved). Returns the loss before the update, as a float.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not np.isfinite(alpha) \
+            or alpha < 0:
+        raise ValueError(f"gradient_descent: alpha: expected a finite learning rate ≥ 0, got {alpha!r}")
+    if not isinstance(network, Module):
+        raise TypeError(f"gradient_descent: network: expected a handbp Module, got {describe(network)}")
+    loss = loss_obj(network(x), y)    # forward first: bad x or y raise before anything changes
+    network.zero_grad()
+    if hasattr(network, "calc_gradient"):
+        network.calc_gradient(loss_obj)
+    else:
+        network.backward(loss_obj.backward())
+    for p in network.parameters():
+        if p.grad is not None:
+            p.data -= alpha * p.grad
+    return loss

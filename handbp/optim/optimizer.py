@@ -1,0 +1,143 @@
+"""The optimizer base class: parameter groups, per-parameter state, and torch's state_dict format."""
+import copy
+
+import numpy as np
+
+from ..errors import describe
+from ..module import Parameter
+
+
+class Optimizer:
+    """Holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and ``state``
+    (a dict Parameter → dict of arrays), exactly as ``torch.optim.Optimizer`` does.
+
+    Subclasses set ``defaults`` through ``__init__`` and write ``step()``.
+    """
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state = {}
+        self.param_groups = []
+        if isinstance(params, Parameter):
+            raise TypeError(f"{type(self).__name__}: params: expected an iterable of Parameters, "
+                            "got a single Parameter (wrap it in a list)")
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__}: params: expected an iterable of Parameters or of dicts, "
+                            f"got {describe(params)}") from None
+        if not params:
+            raise ValueError(f"{type(self).__name__}: params: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{type(self).__name__}: param group: expected a dict with 'params', got {describe(group)}")
+        params = group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{type(self).__name__}: params[{i}]: expected a handbp Parameter, got {describe(p)}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{type(self).__name__}: some parameters appear in more than one group")
+        full = dict(self.defaults)
+        full.update({k: v for k, v in group.items() if k != "params"})
+        self._check_hyperparameters(full)
+        full["params"] = params
+        self.param_groups.append(full)
+
+    def _check_hyperparameters(self, group):
+        """Raise ValueError for invalid values, with torch's messages. Subclasses extend."""
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the gradients of every parameter this optimizer updates."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self):
+        raise NotImplementedError
+
+    # -- state, in torch's format: parameters are numbered across groups in order
+    def state_dict(self):
+        """``{"state": {index: {name: value}}, "param_groups": [{hyper..., "params": [index, ...]}]}``,
+        torch's layout; arrays are copies."""
+        index, groups, i = {}, [], 0
+        for g in self.param_groups:
+            packed = {k: v for k, v in g.items() if k != "params"}
+            packed["params"] = list(range(i, i + len(g["params"])))
+            for p in g["params"]:
+                index[id(p)] = i
+                i += 1
+            groups.append(packed)
+        state = {index[id(p)]: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load state saved by ``state_dict()``. Group count, sizes, state keys, shapes and dtypes
+        are all checked before anything changes."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'state' and 'param_groups', "
+                             f"got {describe(state_dict)}")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: expected {len(self.param_groups)} param groups, got {len(saved)}")
+        params = []
+        for k, (g, s) in enumerate(zip(self.param_groups, saved)):
+            if len(s["params"]) != len(g["params"]):
+                raise ValueError(f"{name}.load_state_dict: param group {k}: expected {len(g['params'])} parameters, "
+                                 f"got {len(s['params'])}")
+            params.extend(zip(s["params"], g["params"]))
+        by_index = dict(params)
+        new_state = {}
+        for idx, entry in state_dict["state"].items():
+            if idx not in by_index:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no group holds")
+            p = by_index[idx]
+            new_entry = {}
+            for key, value in entry.items():
+                if key not in self._state_keys:
+                    raise ValueError(f"{name}.load_state_dict: parameter {idx}: unexpected state '{key}' "
+                                     f"(expected some of {sorted(self._state_keys)})")
+                if isinstance(value, np.ndarray) and key in self._array_state_keys:
+                    if value.shape != p.data.shape:
+                        raise ValueError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected shape "
+                                         f"{p.data.shape}, got {value.shape}")
+                    if value.dtype != p.data.dtype:
+                        raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected dtype "
+                                        f"{p.data.dtype}, got {value.dtype}")
+                    value = value.copy()
+                elif key in self._array_state_keys:
+                    raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected an array, "
+                                    f"got {describe(value)}")
+                new_entry[key] = value
+            new_state[p] = new_entry
+        new_groups = []
+        for g, s in zip(self.param_groups, saved):
+            merged = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
+            missing = set(self.defaults) - set(merged)
+            if missing:
+                raise ValueError(f"{name}.load_state_dict: a param group lacks {sorted(missing)}")
+            self._check_hyperparameters(merged)
+            merged["params"] = g["params"]
+            new_groups.append(merged)
+        self.state = new_state
+        self.param_groups = new_groups
+
+    _state_keys = frozenset()
+    _array_state_keys = frozenset()
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])

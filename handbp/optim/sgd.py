@@ -1,0 +1,69 @@
+"""Stochastic gradient descent with torch's exact semantics."""
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional momentum, as ``torch.optim.SGD``.
+
+    For each parameter p with gradient g, in this order::
+
+        g ← −g                              if maximize
+        g ← g + weight_decay · p            (L2 penalty, added to the gradient)
+        b ← g                               on the first step (the buffer starts as the gradient)
+        b ← momentum · b + (1 − dampening) · g   from the second step on
+        g ← g + momentum · b  if nesterov,  else  g ← b
+        p ← p − lr · g
+
+    Args:
+        params: iterable of Parameters, or of dicts (parameter groups).
+        lr: learning rate (torch's default 1e-3). momentum, dampening, weight_decay: ≥ 0.
+        nesterov: Nesterov momentum; needs momentum > 0 and dampening = 0.
+        maximize: ascend instead of descend.
+
+    State: ``momentum_buffer`` per parameter, created on the first step when momentum ≠ 0.
+    """
+
+    _state_keys = frozenset({"momentum_buffer"})
+    _array_state_keys = frozenset({"momentum_buffer"})
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+
+    def _check_hyperparameters(self, g):
+        for key in ("lr", "momentum", "dampening", "weight_decay"):
+            v = g[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+                raise ValueError(f"SGD: {key}: expected a finite number, got {v!r}")
+        if g["lr"] < 0:
+            raise ValueError(f"Invalid learning rate: {g['lr']}")
+        if g["momentum"] < 0:
+            raise ValueError(f"Invalid momentum value: {g['momentum']}")
+        if g["weight_decay"] < 0:
+            raise ValueError(f"Invalid weight_decay value: {g['weight_decay']}")
+        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def step(self):
+        """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
+        for group in self.param_groups:
+            lr, mu, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                if wd != 0:
+                    g = g + wd * p.data
+                if mu != 0:
+                    state = self.state.setdefault(p, {})
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = g.copy()
+                    else:
+                        buf *= mu
+                        buf += (1 - damp) * g
+                    g = g + mu * buf if group["nesterov"] else buf
+                p.data -= lr * g

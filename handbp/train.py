@@ -1,0 +1,91 @@
+"""A ``fit`` loop: epochs of shuffled mini-batches, returning the loss history."""
+import sys
+
+import numpy as np
+
+from .errors import as_float_array, check_finite, describe
+from .module import Module
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf: training stops at that step instead of going on with NaN."""
+
+
+def batches(n, batch_size, shuffle, rng):
+    """Index arrays covering range(n) in chunks of batch_size (the last one may be smaller)."""
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, rng=None,
+        progress=None, callback=None):
+    """Train ``model`` on ``(x, y)`` and return the mean loss of each epoch.
+
+    One step per mini-batch: ``optimizer.zero_grad()``, forward, loss, backward, ``optimizer.step()``.
+
+    Args:
+        x: inputs ``(N, ...)``; y: targets with the same first dimension.
+        epochs: number of passes over the data. batch_size: samples per step (the last batch of
+            an epoch may be smaller).
+        shuffle: reshuffle the order each epoch, drawing from ``rng``.
+        rng: ``np.random.Generator`` or seed (0 when omitted, so runs repeat exactly).
+        progress: show a tqdm progress bar; by default only when stderr is a terminal.
+        callback: called as ``callback(epoch, epoch_loss)`` after each epoch.
+
+    Returns:
+        list of floats, one mean loss per epoch.
+
+    Raises:
+        TrainingDiverged: the loss became non-finite; the message names the epoch and step.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: model: expected a handbp Module, got {describe(model)}")
+    for name, v, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"fit: {name}: expected an integer ≥ {low}, got {v!r}")
+    x = check_finite(as_float_array(x, "x", model.dtype), "x")
+    y = np.asarray(y)
+    if x.ndim < 1 or len(x) == 0:
+        raise ValueError(f"fit: x: expected at least one sample, got shape {x.shape}")
+    if y.ndim < 1 or len(y) != len(x):
+        raise ValueError(f"fit: y: expected {len(x)} targets (x has {len(x)} samples), got shape {y.shape}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, desc="fit", unit="epoch")
+    history = []
+    model.train()
+    try:
+        for epoch in range(epochs):
+            total, count = 0.0, 0
+            for step, idx in enumerate(batches(len(x), batch_size, shuffle, rng)):
+                optimizer.zero_grad()
+                value = loss(model(x[idx]), y[idx])
+                if not np.isfinite(value):
+                    raise TrainingDiverged(f"fit: the loss became {value} at epoch {epoch}, step {step}; "
+                                           "lower the learning rate or check the data")
+                model.backward(loss.backward())
+                optimizer.step()
+                total += value * len(idx)
+                count += len(idx)
+            history.append(total / count)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]:.4g}")
+            if callback is not None:
+                callback(epoch, history[-1])
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def accuracy(model, x, y):
+    """Fraction of samples whose predicted class equals ``y``: argmax of the output for several
+    outputs, ``output > 0`` (a logit) for one."""
+    out = model(x)
+    pred = out.argmax(axis=-1) if out.shape[-1] > 1 else (out[..., 0] > 0).astype(np.int64)
+    return float(np.mean(pred == np.asarray(y).reshape(pred.shape)))
