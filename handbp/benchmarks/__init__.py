@@ -1,0 +1,1 @@
+"""Benchmark suites behind ``handbp bench``; see ``handbp.commands.bench``."""

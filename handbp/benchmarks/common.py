@@ -1,0 +1,41 @@
+"""Shared benchmark plumbing: fixing thread counts and timing medians."""
+import os
+import platform
+import statistics
+import time
+
+
+def fix_threads(n):
+    """Pin NumPy's BLAS and torch's intra-op pool to ``n`` threads; returns a line saying so."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+        how = "threadpoolctl"
+    except ImportError:
+        how = "env only"
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    return f"threads: numpy/BLAS={n} ({how}), torch={n}"
+
+
+def machine_line():
+    import numpy as np
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
+            f"numpy {np.__version__}")
+
+
+def median_time(fn, repeats, warmup=1, min_time=0.0):
+    """Median seconds per call of ``fn`` over ``repeats`` timed calls (after ``warmup``)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
