@@ -7,6 +7,13 @@ from ..errors import describe
 from ..module import Parameter
 
 
+def check_grad(p):
+    """Raise if a parameter's gradient does not have the parameter's shape (a wrong backward)."""
+    if p.grad.shape != p.data.shape:
+        raise ValueError(f"optimizer step: a parameter of shape {p.data.shape} has a gradient of shape "
+                         f"{p.grad.shape}; the backward that produced it is wrong")
+
+
 class Optimizer:
     """Holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and ``state``
     (a dict Parameter → dict of arrays), exactly as ``torch.optim.Optimizer`` does.

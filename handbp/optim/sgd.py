@@ -1,7 +1,7 @@
 """Stochastic gradient descent with torch's exact semantics."""
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_grad
 
 
 class SGD(Optimizer):
@@ -54,6 +54,7 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                check_grad(p)
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
                     g = g + wd * p.data

@@ -1,0 +1,314 @@
+"""Comparing handbp's values with torch's: tolerances, the vectorised check of a whole step, the
+diagnosis of a mismatch, and the ``Divergence`` report.
+
+Tolerances (``default_tolerance``)
+----------------------------------
+float64, element-wise as ``torch.testing.assert_close``: ``|h − t| ≤ atol + rtol·|t|`` with
+``rtol = 1e-9`` and, unless given, ``atol = 1e-9 · max|t|`` (scaled by the quantity's largest
+magnitude). Why: with the twin re-synchronised every step, the two sides differ only by the rounding
+of one step, measured at ~1e-12 relative here (summation order in BLAS vs torch); 1e-9 leaves a
+1000× margin against flakiness while any real bug (a wrong factor, a missing term, an ε in the wrong
+place) differs by 1e-6 or far more. The atol is scaled because gradients can be tiny (the notebook's
+N(0, 0.01) sigmoid net has first-layer gradients ~1e-9): a fixed absolute atol would pass *anything*
+there. An ``atol`` given by the caller is absolute, as in ``assert_close``.
+
+float32: a fixed tolerance is either too loose or flaky (deep or saturated nets differ by ~1e-2 even
+between two correct float32 implementations). So float32 is judged against a float64 torch twin run
+from the same float32 state: handbp's error must not exceed ``factor`` (4) × torch float32's own
+error on that quantity, plus a floor of ``floor`` (16) float32 epsilons × the quantity's largest
+magnitude: "as accurate as torch". Passing ``rtol``/``atol`` for a float32 model switches back to a
+plain element-wise comparison with torch float32 (assert_close's anchors: 1.3e-6 / 1e-5).
+"""
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+TINY = 1e-300
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How two values are judged equal. ``mode`` is ``"elementwise"`` or ``"float32-rule"``."""
+
+    mode: str
+    rtol: float = 0.0
+    atol: object = None         # None: scaled (rtol × the quantity's largest magnitude)
+    factor: float = 4.0
+    floor: float = 16 * EPS32
+
+    def describe(self):
+        if self.mode == "float32-rule":
+            return (f"float32 rule: handbp's error vs a float64 twin ≤ {self.factor:g} × torch float32's own "
+                    f"error + {self.floor:.2g} × max|value|")
+        atol = f"{self.rtol:g} × max|torch|" if self.atol is None else f"{self.atol:g}"
+        return f"rtol {self.rtol:g}, atol {atol}"
+
+    def to_dict(self):
+        return {"mode": self.mode, "rtol": float(self.rtol), "atol": None if self.atol is None else float(self.atol),
+                "factor": float(self.factor), "floor": float(self.floor)}
+
+
+def default_tolerance(dtype, rtol=None, atol=None):
+    """The tolerance for a model of ``dtype``; see the module docstring for the reasoning."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 and rtol is None and atol is None:
+        return Tolerance("float32-rule")
+    if dtype == np.float32:
+        return Tolerance("elementwise", 1.3e-6 if rtol is None else float(rtol), 1e-5 if atol is None else float(atol))
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if v is not None and (not np.isfinite(v) or v < 0):
+            raise ValueError(f"{name}: expected a finite number ≥ 0, got {v!r}")
+    return Tolerance("elementwise", 1e-9 if rtol is None else float(rtol), None if atol is None else float(atol))
+
+
+@dataclass
+class Check:
+    """One quantity at one step: handbp's value ``a``, torch's ``b`` (same dtype as the model),
+    and in float32 mode the float64 twin's ``ref``. ``before``: a parameter before the update, for
+    the diagnosis of updates."""
+
+    name: str                   # e.g. "4.weight (Linear)"
+    quantity: str               # output, loss, grad_pred, grad_input, grad, param, state.<key>, buffer
+    a: object
+    b: object
+    ref: object = None
+    before: object = None
+    grad: object = None         # for optimizer state: this step's gradient (to spot a reset buffer)
+    result: dict = field(default=None)
+
+    @property
+    def label(self):
+        return f"{self.name} {self.quantity}"
+
+
+def _flat(arrays):
+    return np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in arrays]) if arrays else np.zeros(0)
+
+
+def evaluate(checks, tol):
+    """Judge every check of one step at once (one concatenation, a few vector operations).
+
+    Sets ``check.result = {"max_abs", "max_rel", "mismatched", "total", "ok"}`` on each check and
+    returns the list of failing checks, in the order given.
+    """
+    flat = []
+    for c in checks:
+        a, b = c.a, c.b
+        if a is None and b is None:
+            c.result = dict(max_abs=0.0, max_rel=0.0, mismatched=0, total=0, ok=True)
+        elif a is None or b is None or np.shape(a) != np.shape(b):
+            size = int(np.size(b if b is not None else a))
+            c.result = dict(max_abs=float("inf"), max_rel=float("inf"), mismatched=size, total=size, ok=False)
+        elif np.size(a) == 0:
+            c.result = dict(max_abs=0.0, max_rel=0.0, mismatched=0, total=0, ok=True)
+        else:
+            flat.append(c)
+    if flat:
+        sizes = np.array([np.size(c.b) for c in flat])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        A, B = _flat([c.a for c in flat]), _flat([c.b for c in flat])
+        with np.errstate(invalid="ignore", over="ignore"):
+            same = (A == B) | (np.isnan(A) & np.isnan(B))
+            d = np.where(same, 0.0, np.abs(A - B))
+            absb = np.abs(B)
+            rel = np.where(same, 0.0, d / np.maximum(absb, TINY))
+            if tol.mode == "float32-rule":
+                R = _flat([c.ref for c in flat])
+                same_r = (A == R) | (np.isnan(A) & np.isnan(R))
+                e_hb = np.where(same_r, 0.0, np.abs(A - R))
+                e_t = np.where((B == R) | (np.isnan(B) & np.isnan(R)), 0.0, np.abs(B - R))
+                absr = np.where(np.isfinite(R), np.abs(R), 0.0)
+                thr_q = tol.factor * np.maximum.reduceat(np.nan_to_num(e_t, nan=np.inf), offsets) \
+                    + tol.floor * np.maximum.reduceat(absr, offsets)
+                bad = ~(e_hb <= np.repeat(thr_q, sizes))
+            else:
+                finite_b = np.where(np.isfinite(absb), absb, 0.0)
+                atol_q = (tol.rtol * np.maximum.reduceat(finite_b, offsets) if tol.atol is None
+                          else np.full(len(flat), tol.atol))
+                bad = ~(d <= np.repeat(atol_q, sizes) + tol.rtol * absb)
+        max_abs = np.maximum.reduceat(np.nan_to_num(d, nan=np.inf), offsets)
+        max_rel = np.maximum.reduceat(np.nan_to_num(rel, nan=np.inf), offsets)
+        nbad = np.add.reduceat(bad.astype(np.int64), offsets)
+        for c, ma, mr, nb, n in zip(flat, max_abs, max_rel, nbad, sizes):
+            c.result = dict(max_abs=float(ma), max_rel=float(mr), mismatched=int(nb), total=int(n), ok=nb == 0)
+    return [c for c in checks if not c.result["ok"]]
+
+
+# -- diagnosis ------------------------------------------------------------------------------
+def _fraction_text(k):
+    """'2', '1/32', or '' when k is no simple integer ratio."""
+    for value, text in ((k, None), (1 / k if k else 0, "1/")):
+        n = round(value)
+        if n >= 2 and abs(value - n) <= 1e-6 * n:
+            return f"{text or ''}{n}", n
+    f = Fraction(k).limit_denominator(16)
+    if abs(float(f) - k) <= 1e-9 * abs(k) and f.denominator > 1:
+        return f"{f.numerator}/{f.denominator}", None
+    return "", None
+
+
+def _name_size(n, context):
+    names = [what for what, size in (context or {}).items() if size == n]
+    return f" ({n} = {' = '.join(names)})" if names else ""
+
+
+def diagnose(check, context=None, ratio_tol=1e-6):
+    """Name the pattern of a mismatch, where one fits. Returns ``(hint, text, factor)``:
+    hint is one of ``transpose``, ``shape``, ``missing``, ``nonfinite``, ``reset``, ``never_updated``,
+    ``weight_decay``, ``zero``, ``sign``, ``factor`` or ``None``; factor is handbp/torch for
+    ``factor`` and ``sign``, the coefficient for ``weight_decay``.
+
+    ``context`` maps size names to sizes ({"the batch size": 8, ...}) so a factor that equals one
+    of them is named.
+    """
+    a, b = check.a, check.b
+    if a is None and b is not None:
+        if check.quantity == "grad":
+            return "zero", "handbp's .grad is None where torch's is not: this parameter never received a gradient", None
+        return "missing", f"handbp has no {check.quantity} where torch has one", None
+    if b is None:
+        return "missing", f"torch has no {check.quantity} where handbp has one (an extra state entry?)", None
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        if a.ndim >= 2 and a.shape == b.shape[::-1]:
+            return "transpose", (f"handbp's shape {a.shape} is the transpose of torch's {b.shape}: a missing or "
+                                 "extra transpose (torch's layout: weight is (out_features, in_features))"), None
+        if a.ndim == b.ndim + 1 and a.shape[1:] == b.shape:
+            return "shape", (f"handbp's shape {a.shape} has an extra leading dimension of "
+                             f"{a.shape[0]}{_name_size(a.shape[0], context)} over torch's {b.shape}: "
+                             "a sum over the batch is missing"), None
+        return "shape", f"handbp's shape {a.shape} differs from torch's {b.shape}", None
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not fa.all() and fb[~fa].any():
+        idx = tuple(int(i) for i in np.argwhere(~fa & fb)[0])
+        kind = "NaN" if np.isnan(a[idx]) else "Inf"
+        return "nonfinite", (f"{kind} appears in handbp at index {idx} where torch's value is finite "
+                             f"({int((~fa & fb).sum())} such elements): an overflow, 0/0 or log(0) in "
+                             "handbp's computation"), None
+    if not fb.all() and fa[~fb].any():
+        idx = tuple(int(i) for i in np.argwhere(fa & ~fb)[0])
+        return "nonfinite", (f"torch's value is not finite at index {idx} where handbp's is "
+                             f"({int((fa & ~fb).sum())} such elements)"), None
+    what = "it"
+    if check.grad is not None and check.quantity.startswith("state."):
+        g = np.asarray(check.grad, dtype=np.float64)
+        if g.shape == a.shape and np.allclose(a, g, rtol=1e-12, atol=0) and not np.allclose(b, g, rtol=1e-6, atol=0):
+            return "reset", (f"handbp's {check.quantity[6:]} equals this step's gradient while torch's does not: "
+                             "the buffer is started afresh each step instead of being carried over"), None
+    if check.before is not None:
+        before = np.asarray(check.before, dtype=np.float64)
+        if np.array_equal(a, before) and not np.array_equal(b, before):
+            return "never_updated", ("handbp's parameter did not change in this step while torch's did: it was "
+                                     "never updated (is the update written to the parameter itself? a dw/dW typo "
+                                     "does exactly this)"), None
+        nz = np.abs(before) > 1e-3 * np.abs(before).max() if before.any() else np.zeros(before.shape, bool)
+        if nz.sum() >= 2:
+            r = (a - b)[nz] / before[nz]
+            c = float(np.median(r))
+            if c != 0 and np.all(np.abs(r - c) <= 1e-6 * abs(c)) and np.allclose((a - b)[~nz], 0, atol=1e-12):
+                return "weight_decay", (f"handbp's parameter after the step differs from torch's by {c:.6g} × the "
+                                        "parameter itself: a weight-decay term applied twice, not at all, or "
+                                        "with the wrong coefficient"), c
+        a, b, what = a - before, b - before, "the update"
+    if not a.any() and b.any():
+        if check.quantity in ("grad", "grad_input", "grad_pred"):
+            return "zero", ("handbp is zero everywhere torch is not: this never received a gradient "
+                            "(the backward does not reach it, or writes it elsewhere)"), None
+        return "zero", f"handbp's {what} is zero everywhere torch's is not", None
+    big = np.abs(b) > 1e-3 * np.abs(b).max() if b.any() else np.zeros(b.shape, bool)
+    if big.any() and np.all(a[~big] * 0 == 0):
+        r = a[big] / b[big]
+        k = float(np.median(r))
+        if k != 0 and np.all(np.abs(r - k) <= ratio_tol * abs(k)) and abs(k - 1) > ratio_tol:
+            if abs(k + 1) <= ratio_tol:
+                return "sign", ("handbp = −torch: the sign is flipped (ratio −1)" if what == "it" else
+                                 f"handbp = −torch for {what}: the sign is flipped (ratio −1)"), -1.0
+            text, n = _fraction_text(abs(k))
+            sign = "−" if k < 0 else ""
+            shown = f"{k:.6g}" + (f" (= {sign}{text})" if text and text != f"{abs(k):.6g}" else "")
+            named = _name_size(n, context) if n else ""
+            if abs(k) > 1:
+                cause = f"an extra factor of {sign}{text or f'{abs(k):.6g}'}{named} (or a missing division)"
+            else:
+                inv = _fraction_text(1 / abs(k))[0] or f"{1 / abs(k):.6g}"
+                cause = f"a missing factor of {sign}{inv}{named} (or an extra division)"
+            of = "" if what == "it" else f" for {what}"
+            return "factor", f"handbp = {shown} × torch{of}, everywhere: {cause}", k
+    return None, "no simple pattern (not a constant factor, sign flip, transpose, zero or NaN)", None
+
+
+# -- the report -----------------------------------------------------------------------------
+def _fmt(v):
+    return "None" if v is None else f"{v:.10g}"
+
+
+class Divergence(AssertionError):
+    """handbp and torch disagree: the first mismatch of a lockstep run.
+
+    ``str(exc)`` is the report. The attributes hold plain Python values (safe to serialise, e.g.
+    across pytest-xdist workers): ``step``, ``name``, ``quantity``, ``shape``, ``index``,
+    ``handbp_value``, ``torch_value``, ``max_abs``, ``max_rel``, ``tolerance`` (dict),
+    ``hint``, ``diagnosis``, ``factor``, ``mismatched``, ``total``, ``others`` (list of str).
+    """
+
+    def __init__(self, step, check, tol, context=None, others=(), ratio_tol=1e-6):
+        self.step = int(step)
+        self.name, self.quantity = check.name, check.quantity
+        self.tolerance = tol.to_dict()
+        self._tol_text = tol.describe()
+        self.hint, self.diagnosis, factor = diagnose(check, context, ratio_tol)
+        self.factor = None if factor is None else float(factor)
+        a = None if check.a is None else np.asarray(check.a)
+        b = None if check.b is None else np.asarray(check.b)
+        self.shape = tuple(int(s) for s in (b.shape if b is not None else a.shape))
+        self.handbp_shape = None if a is None else tuple(int(s) for s in a.shape)
+        self.index = self.handbp_value = self.torch_value = self.reference_value = None
+        if a is not None and b is not None and a.shape == b.shape and a.size:
+            with np.errstate(invalid="ignore"):
+                d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            d = np.where(same, 0.0, np.nan_to_num(d, nan=np.inf))
+            flat = int(np.argmax(d))
+            idx = np.unravel_index(flat, a.shape)
+            self.index = tuple(int(i) for i in idx)
+            self.handbp_value, self.torch_value = float(a[idx]), float(b[idx])
+            if check.ref is not None:
+                self.reference_value = float(np.asarray(check.ref)[idx])
+        r = check.result or {}
+        self.max_abs, self.max_rel = float(r.get("max_abs", float("inf"))), float(r.get("max_rel", float("inf")))
+        self.mismatched, self.total = int(r.get("mismatched", 0)), int(r.get("total", 0))
+        self.others = list(others)
+        super().__init__(self.report())
+
+    def report(self):
+        lines = [f"handbp and torch diverge at step {self.step}",
+                 f"  where:      {self.name}",
+                 f"  quantity:   {self.quantity}",
+                 f"  shape:      {self.shape}" + (f" (handbp: {self.handbp_shape})"
+                                                   if self.handbp_shape not in (None, self.shape) else "")]
+        if self.index is not None:
+            ref = f", float64 reference {_fmt(self.reference_value)}" if self.reference_value is not None else ""
+            lines.append(f"  worst:      index {self.index}: handbp {_fmt(self.handbp_value)}, "
+                         f"torch {_fmt(self.torch_value)}{ref}")
+        lines.append(f"  error:      max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g} "
+                     f"(tolerance: {self._tol_text})")
+        lines.append(f"  diagnosis:  {self.diagnosis}")
+        if self.total:
+            lines.append(f"  mismatched elements: {self.mismatched} / {self.total} "
+                         f"({self.mismatched / self.total:.1%})")
+        if self.others:
+            lines.append(f"  also mismatched at step {self.step} ({len(self.others)}):")
+            lines += [f"    - {o}" for o in self.others]
+        return "\n".join(lines)
+
+    def to_dict(self):
+        """Every field as plain Python types."""
+        keys = ("step", "name", "quantity", "shape", "index", "handbp_value", "torch_value", "reference_value",
+                "max_abs", "max_rel", "tolerance", "hint", "diagnosis", "factor", "mismatched", "total", "others")
+        return {k: getattr(self, k) for k in keys}
+
+    def __reduce__(self):
+        # rebuildable from its report alone (pickling across processes keeps the text)
+        return (AssertionError, (self.report(),))
