@@ -1,0 +1,212 @@
+"""The crosscheck pytest plugin (registered through the ``pytest11`` entry point).
+
+* Options (group ``crosscheck``): ``--crosscheck-seed``, ``--crosscheck-steps``,
+  ``--crosscheck-dtype``, ``--crosscheck-rtol``, ``--crosscheck-atol``.
+* Marker ``@pytest.mark.crosscheck(steps=, dtype=, rtol=, atol=, resync=)`` overrides them per test.
+* Fixtures: ``crosscheck`` (a ``Checker`` configured from options and marker, with ``.lockstep``)
+  and ``rng`` (a ``np.random.Generator`` seeded by base seed + crc32(node id)).
+* The base seed is chosen once, on the controller, and handed to pytest-xdist workers, so each test
+  sees the same data serially and under ``-n``; the header prints it for replay.
+* Under xdist each worker caps NumPy's BLAS and torch's threads so workers do not oversubscribe.
+* A ``Divergence`` is shown as its report, not as a traceback.
+"""
+import argparse
+import os
+import random
+import zlib
+
+import numpy as np
+import pytest
+
+import handbp as hb
+
+from .compare import Divergence
+
+_SEED_ATTR = "crosscheck_seed"
+
+
+def seed_type(text):
+    """``--crosscheck-seed``: a non-negative integer, or ``random``."""
+    if text == "random":
+        return random.Random().getrandbits(32)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'random', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'random', got {value}")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _tolerance(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
+    return value
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("crosscheck", "crosscheck: handbp against its torch twin, step by step")
+    group.addoption("--crosscheck-seed", action="store", dest=_SEED_ATTR, type=seed_type, default="random",
+                    help="base seed for the rng fixture and generated data: an integer, or 'random' "
+                         "(the default, printed in the header)")
+    group.addoption("--crosscheck-steps", action="store", dest="crosscheck_steps", type=_positive_int, default=3,
+                    help="training steps per lockstep check (default 3)")
+    group.addoption("--crosscheck-dtype", action="store", dest="crosscheck_dtype", default="float64",
+                    choices=("float64", "float32"), help="dtype of the models tests build (default float64)")
+    group.addoption("--crosscheck-rtol", action="store", dest="crosscheck_rtol", type=_tolerance, default=None,
+                    help="relative tolerance (default: per dtype, see crosscheck.compare)")
+    group.addoption("--crosscheck-atol", action="store", dest="crosscheck_atol", type=_tolerance, default=None,
+                    help="absolute tolerance (default: per dtype, see crosscheck.compare)")
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is present: hands the controller's seed to each worker."""
+
+    def pytest_configure_node(self, node):
+        node.workerinput[_SEED_ATTR] = getattr(node.config.option, _SEED_ATTR)
+
+
+def _worker_threads(config):
+    """Threads per xdist worker: the cores shared out among the workers (at least 1)."""
+    count = int(config.workerinput.get("workercount", 1))
+    return max(1, (os.cpu_count() or 1) // count)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "crosscheck(steps=None, dtype=None, rtol=None, atol=None, resync=True): "
+                   "per-test overrides of the crosscheck options")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and _SEED_ATTR in workerinput:
+        setattr(config.option, _SEED_ATTR, workerinput[_SEED_ATTR])
+    if getattr(config.option, _SEED_ATTR, None) == "random":   # default not run through type=
+        setattr(config.option, _SEED_ATTR, seed_type("random"))
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "crosscheck-xdist")
+    if workerinput is not None:
+        n = _worker_threads(config)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(n)
+        try:
+            from threadpoolctl import threadpool_limits
+            config._crosscheck_limits = threadpool_limits(n)
+        except ImportError:
+            pass
+        config._crosscheck_threads = n
+
+
+def pytest_report_header(config):
+    return f"crosscheck: seed={getattr(config.option, _SEED_ATTR)}"
+
+
+def seed_for(config, nodeid):
+    """The seed a test sees: base seed + crc32(node id), independent of order and worker."""
+    return int(getattr(config.option, _SEED_ATTR)) + zlib.crc32(nodeid.encode())
+
+
+@pytest.fixture
+def rng(request):
+    """A ``np.random.Generator`` seeded by base seed + crc32(node id)."""
+    return np.random.default_rng(seed_for(request.config, request.node.nodeid))
+
+
+class Checker:
+    """What the ``crosscheck`` fixture gives a test: the settings from options and marker, an rng,
+    data generation, and ``lockstep`` with those settings."""
+
+    def __init__(self, steps, dtype, rtol, atol, resync, seed, nodeid):
+        self.steps, self.dtype = int(steps), np.dtype(dtype)
+        self.rtol, self.atol, self.resync = rtol, atol, resync
+        self.seed, self.nodeid = seed, nodeid
+        self.rng = np.random.default_rng(seed)
+
+    def data(self, model, loss, batch=4, steps=None):
+        """``steps`` random ``(x, y)`` batches that fit ``model`` and ``loss``.
+
+        x ~ N(0, 1) of shape ``(batch, in_features)`` (``(in_features,)`` when ``batch`` is None);
+        y: class indices for CrossEntropyLoss, values in [0, 1] for BCEWithLogitsLoss, N(0, 1)
+        otherwise, shaped like the model's output.
+        """
+        first = next((m for _, m in model.named_modules() if isinstance(m, hb.Linear)), None)
+        if first is None:
+            raise ValueError("Checker.data: the model has no Linear layer to read the input size from; "
+                             "build the data yourself")
+        shape = (first.in_features,) if batch is None else (batch, first.in_features)
+        out_shape = model(self.rng.normal(size=shape).astype(self.dtype)).shape
+        batches = []
+        for _ in range(self.steps if steps is None else steps):
+            x = self.rng.normal(size=shape).astype(model.dtype)
+            if isinstance(loss, hb.CrossEntropyLoss):
+                y = self.rng.integers(0, out_shape[-1], out_shape[:-1])
+            elif isinstance(loss, hb.BCEWithLogitsLoss):
+                y = self.rng.uniform(0, 1, out_shape).astype(model.dtype)
+            else:
+                y = self.rng.normal(size=out_shape).astype(model.dtype)
+            batches.append((x, y))
+        return batches
+
+    def lockstep(self, model, loss, optimizer, data=None, **overrides):
+        """``crosscheck.lockstep`` with this test's tolerances; data generated when omitted."""
+        from .lockstep import lockstep
+        _cap_torch_threads()
+        kwargs = dict(rtol=self.rtol, atol=self.atol, resync=self.resync)
+        kwargs.update(overrides)
+        if data is None:
+            data = self.data(model, loss)
+        return lockstep(model, loss, optimizer, data, **kwargs)
+
+
+_torch_capped = []
+
+
+def _cap_torch_threads():
+    n = os.environ.get("CROSSCHECK_WORKER_THREADS")
+    if n and not _torch_capped:
+        import torch
+        torch.set_num_threads(int(n))
+        _torch_capped.append(True)
+
+
+@pytest.fixture
+def crosscheck(request):
+    """A ``Checker`` configured from the command-line options and the test's ``crosscheck`` marker."""
+    opt = request.config.option
+    settings = dict(steps=opt.crosscheck_steps, dtype=opt.crosscheck_dtype, rtol=opt.crosscheck_rtol,
+                    atol=opt.crosscheck_atol, resync=True)
+    marker = request.node.get_closest_marker("crosscheck")
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError("crosscheck marker: use keyword arguments, e.g. @pytest.mark.crosscheck(steps=5)")
+        unknown = set(marker.kwargs) - set(settings)
+        if unknown:
+            raise pytest.UsageError(f"crosscheck marker: unknown arguments {sorted(unknown)}; "
+                                    f"expected some of {sorted(settings)}")
+        settings.update(marker.kwargs)
+    threads = getattr(request.config, "_crosscheck_threads", None)
+    if threads:
+        os.environ["CROSSCHECK_WORKER_THREADS"] = str(threads)
+    return Checker(seed=seed_for(request.config, request.node.nodeid), nodeid=request.node.nodeid, **settings)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, Divergence) and report.failed:
+        seed = getattr(item.config.option, _SEED_ATTR)
+        report.longrepr = (f"{call.excinfo.value.report()}\n\n"
+                           f"replay: pytest '{item.nodeid}' --crosscheck-seed={seed}")
