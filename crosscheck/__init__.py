@@ -5,8 +5,8 @@ report of the first mismatch. torch is imported only when a twin is built, so im
 package (and its pytest plugin) works without torch.
 """
 from .compare import Divergence, Tolerance, default_tolerance
-from .lockstep import Trace, leaves, lockstep
+from .lockstep import NonFiniteError, Trace, leaves, lockstep
 from .mirror import MirrorError, mirror, register, register_optimizer
 
 __all__ = ["mirror", "lockstep", "Divergence", "Trace", "Tolerance", "default_tolerance",
-           "register", "register_optimizer", "MirrorError", "leaves"]
+           "register", "register_optimizer", "MirrorError", "NonFiniteError", "leaves"]

@@ -15,8 +15,11 @@ there. An ``atol`` given by the caller is absolute, as in ``assert_close``.
 float32: a fixed tolerance is either too loose or flaky (deep or saturated nets differ by ~1e-2 even
 between two correct float32 implementations). So float32 is judged against a float64 torch twin run
 from the same float32 state: handbp's error must not exceed ``factor`` (4) × torch float32's own
-error on that quantity, plus a floor of ``floor`` (16) float32 epsilons × the quantity's largest
-magnitude: "as accurate as torch". Passing ``rtol``/``atol`` for a float32 model switches back to a
+error on that quantity, plus a floor of ``floor`` (64) float32 epsilons (7.6e-6) × the quantity's
+largest magnitude: "as accurate as torch". The floor covers quantities where torch's own float32
+error happens to be tiny: over the ~42,000 float32 quantities of the project's lockstep matrix,
+handbp's error exceeded 4 × torch's by at most 2.6e-6 of the largest magnitude, while a backward
+that is 1% off exceeds it by 1e-2. Passing ``rtol``/``atol`` for a float32 model switches back to a
 plain element-wise comparison with torch float32 (assert_close's anchors: 1.3e-6 / 1e-5).
 """
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ class Tolerance:
     rtol: float = 0.0
     atol: object = None         # None: scaled (rtol × the quantity's largest magnitude)
     factor: float = 4.0
-    floor: float = 16 * EPS32
+    floor: float = 64 * EPS32
 
     def describe(self):
         if self.mode == "float32-rule":
@@ -90,7 +93,8 @@ def _flat(arrays):
 def evaluate(checks, tol):
     """Judge every check of one step at once (one concatenation, a few vector operations).
 
-    Sets ``check.result = {"max_abs", "max_rel", "mismatched", "total", "ok"}`` on each check and
+    Sets ``check.result = {"max_abs", "max_rel", "mismatched", "total", "ok", "nonfinite"}`` on each check
+    (``nonfinite``: handbp's NaN/Inf count, present where both sides were compared) and
     returns the list of failing checks, in the order given.
     """
     flat = []
@@ -116,8 +120,7 @@ def evaluate(checks, tol):
             rel = np.where(same, 0.0, d / np.maximum(absb, TINY))
             if tol.mode == "float32-rule":
                 R = _flat([c.ref for c in flat])
-                same_r = (A == R) | (np.isnan(A) & np.isnan(R))
-                e_hb = np.where(same_r, 0.0, np.abs(A - R))
+                e_hb = np.where((A == R) | (np.isnan(A) & np.isnan(R)), 0.0, np.abs(A - R))
                 e_t = np.where((B == R) | (np.isnan(B) & np.isnan(R)), 0.0, np.abs(B - R))
                 absr = np.where(np.isfinite(R), np.abs(R), 0.0)
                 thr_q = tol.factor * np.maximum.reduceat(np.nan_to_num(e_t, nan=np.inf), offsets) \
@@ -128,11 +131,14 @@ def evaluate(checks, tol):
                 atol_q = (tol.rtol * np.maximum.reduceat(finite_b, offsets) if tol.atol is None
                           else np.full(len(flat), tol.atol))
                 bad = ~(d <= np.repeat(atol_q, sizes) + tol.rtol * absb)
+            bad &= ~(~np.isfinite(A) & ~np.isfinite(B))
         max_abs = np.maximum.reduceat(np.nan_to_num(d, nan=np.inf), offsets)
         max_rel = np.maximum.reduceat(np.nan_to_num(rel, nan=np.inf), offsets)
         nbad = np.add.reduceat(bad.astype(np.int64), offsets)
-        for c, ma, mr, nb, n in zip(flat, max_abs, max_rel, nbad, sizes):
-            c.result = dict(max_abs=float(ma), max_rel=float(mr), mismatched=int(nb), total=int(n), ok=nb == 0)
+        nonfinite = np.add.reduceat((~np.isfinite(A)).astype(np.int64), offsets)
+        for c, ma, mr, nb, n, nf in zip(flat, max_abs, max_rel, nbad, sizes, nonfinite):
+            c.result = dict(max_abs=float(ma), max_rel=float(mr), mismatched=int(nb), total=int(n), ok=nb == 0,
+                            nonfinite=int(nf))
     return [c for c in checks if not c.result["ok"]]
 
 

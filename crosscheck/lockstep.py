@@ -39,12 +39,24 @@ def _label(path, module):
     return f"{path or 'model'} ({type(module).__name__})"
 
 
+class NonFiniteError(FloatingPointError):
+    """handbp and torch both produced NaN or Inf: the training diverged on both sides (a learning
+    rate too large, inputs too big). Not a mismatch between them, but nothing after it means anything."""
+
+    def __init__(self, step, label, count, total):
+        self.step, self.name, self.count, self.total = int(step), label, int(count), int(total)
+        super().__init__(f"step {step}: {label} holds {count} of {total} non-finite values on both sides "
+                         "(handbp and torch agree): the training diverged — lower the learning rate or scale "
+                         "the inputs; the comparison stops here")
+
+
 class _Recorder:
     """Wraps each leaf's forward and backward (instance attributes, removed afterwards) to record
     its output and the gradient it returns, while the user's model runs its own code."""
 
     def __init__(self, leaf_list):
         self.leaves = leaf_list
+        self.paths = [p for p, _ in leaf_list]
         self.outputs, self.grad_inputs = {}, {}
 
     def __enter__(self):
@@ -87,11 +99,17 @@ class _Twin:
         self.params = dict(self.model.named_parameters())
         self.dtype = next(iter(self.params.values())).dtype if self.params else torch_dtype(model.dtype)
 
+    def _tensor(self, a):
+        return self.torch.from_numpy(np.array(a, copy=True)).to(self.dtype)
+
+    def _target(self, y):
+        return target_tensor(y, np.float64 if self.dtype == self.torch.float64 else np.float32)
+
     def step(self, x, y, record=True):
-        """Forward leaf by leaf (keeping each output's gradient), loss, backward, optimizer step."""
-        torch = self.torch
-        xt = torch.from_numpy(np.array(x, copy=True)).to(self.dtype).requires_grad_(True)
-        yt = target_tensor(y, np.float64 if self.dtype == torch.float64 else np.float32)
+        """The twin's own training step: forward leaf by leaf (keeping each output's gradient),
+        loss, backward, optimizer step. Returns NumPy values: outputs, grad_inputs (per leaf),
+        grad_pred, loss, grads (per parameter name)."""
+        xt = self._tensor(x).requires_grad_(True)
         self.optimizer.zero_grad()
         h, outs = xt, []
         for m in self.leaf_modules:
@@ -99,11 +117,48 @@ class _Twin:
             if record:
                 h.retain_grad()
                 outs.append(h)
-        loss = self.loss(h, yt)
+        loss = self.loss(h, self._target(y))
         loss.backward()
-        grads = {n: p.grad.detach().clone() if p.grad is not None else None for n, p in self.params.items()}
+        if not record:
+            self.optimizer.step()
+            return None
+        inputs = [xt] + outs[:-1]
+        result = dict(outputs=[to_numpy(o) for o in outs], grad_inputs=[to_numpy(i.grad) for i in inputs],
+                      grad_pred=to_numpy(outs[-1].grad), loss=float(loss.detach()))
+        result["grads"] = {n: None if p.grad is None else to_numpy(p.grad).copy() for n, p in self.params.items()}
         self.optimizer.step()
-        return dict(x=xt, outputs=outs, loss=loss, grads=grads)
+        return result
+
+    def local_step(self, x, y, rec, dpred, out, grads):
+        """Each module on handbp's own inputs: leaf i gets handbp's input to leaf i for its forward
+        and handbp's upstream gradient for its backward; the loss gets handbp's prediction; the
+        optimizer steps with handbp's gradients. Every value then carries only that one operation's
+        rounding, so no error is amplified on its way through the network (float32's rule)."""
+        torch = self.torch
+        self.optimizer.zero_grad()
+        paths = rec.paths
+        outputs, grad_inputs = [], []
+        for i, m in enumerate(self.leaf_modules):
+            xi = self._tensor(x if i == 0 else rec.outputs[paths[i - 1]]).requires_grad_(True)
+            oi = m(xi)
+            outputs.append(to_numpy(oi))
+            dy = dpred if i == len(paths) - 1 else rec.grad_inputs.get(paths[i + 1])
+            if dy is None:
+                grad_inputs.append(None)
+                continue
+            oi.backward(self._tensor(dy))
+            grad_inputs.append(to_numpy(xi.grad))
+        pred = self._tensor(out).requires_grad_(True)
+        loss = self.loss(pred, self._target(y))
+        loss.backward()
+        result = dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=to_numpy(pred.grad),
+                      loss=float(loss.detach()))
+        result["grads"] = {n: None if p.grad is None else to_numpy(p.grad).copy() for n, p in self.params.items()}
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.grad = None if grads.get(n) is None else self._tensor(grads[n])
+        self.optimizer.step()
+        return result
 
     def resync(self, model, optimizer):
         load_into_twin(model, self.model)
@@ -272,8 +327,14 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 error = e
         # -- the twins' steps
         try:
-            tw = twin.step(x, y)
-            rf = ref.step(x, y) if ref is not None else None
+            if ref is None:
+                tw = twin.step(x, y)
+                rf = None
+            elif reached >= 2:
+                tw = twin.local_step(x, y, rec, dpred, out, grads)
+                rf = ref.local_step(x, y, rec, dpred, out, grads)
+            else:   # handbp failed before its gradients: compare the twins' own steps
+                tw, rf = twin.step(x, y), ref.step(x, y)
             if free is not None:
                 free.step(x, y, record=False)
         except Exception:
@@ -291,22 +352,22 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         for i, (path, m) in enumerate(leaf_list):
             if error is not None and path not in rec.outputs:
                 continue
-            add(_label(path, m), "output", rec.outputs.get(path), lambda t, r, i: to_numpy(r["outputs"][i]), i)
+            add(_label(path, m), "output", rec.outputs.get(path), lambda t, r, i: r["outputs"][i], i)
         for bname, buf in model.named_buffers():
             add(f"{bname} ({buffer_owner[bname]})", "buffer", np.asarray(buf),
                 lambda t, r, k: to_numpy(t.model.get_buffer(k)), bname)
         if reached >= 1:
-            add(loss_label, "loss", np.float64(value), lambda t, r, _: to_numpy(r["loss"]))
+            add(loss_label, "loss", np.float64(value), lambda t, r, _: np.float64(r["loss"]))
         if dpred is not None:
-            add(loss_label, "grad_pred", dpred, lambda t, r, _: to_numpy(r["outputs"][-1].grad))
+            add(loss_label, "grad_pred", dpred, lambda t, r, _: r["grad_pred"])
         for i in reversed(range(len(leaf_list))):
             if error is not None and leaf_list[i][0] not in rec.grad_inputs:
                 continue
             path, m = leaf_list[i]
             add(_label(path, m), "grad_input", rec.grad_inputs.get(path),
-                lambda t, r, i: to_numpy((r["outputs"][i - 1] if i else r["x"]).grad), i)
+                lambda t, r, i: r["grad_inputs"][i], i)
         for n, p in (params if reached >= 2 else ()):
-            add(label[n], "grad", grads[n], lambda t, r, k: to_numpy(r["grads"][k]), n)
+            add(label[n], "grad", grads[n], lambda t, r, k: r["grads"][k], n)
         for p in (opt_params if reached >= 3 else ()):
             n = names[id(p)]
             mine = optimizer.state.get(p, {})
@@ -322,10 +383,14 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         failing = evaluate(checks, tol)
         if error is not None and not failing:
             raise error
+        if not failing:
+            blown = next((c for c in checks if c.result.get("nonfinite")), None)
+            if blown is not None:
+                raise NonFiniteError(step, blown.label, blown.result["nonfinite"], blown.result["total"])
         trace.steps.append({c.label: {"max_abs": c.result["max_abs"], "max_rel": c.result["max_rel"]}
                             for c in checks})
         trace.losses.append(float(value))
-        trace.torch_losses.append(float(tw["loss"].detach()))
+        trace.torch_losses.append(tw["loss"])
         if free is not None:
             trace.drift.append(_drift(params, free))
         if failing:

@@ -146,7 +146,7 @@ class Checker:
             raise ValueError("Checker.data: the model has no Linear layer to read the input size from; "
                              "build the data yourself")
         shape = (first.in_features,) if batch is None else (batch, first.in_features)
-        out_shape = model(self.rng.normal(size=shape).astype(self.dtype)).shape
+        out_shape = model(self.rng.normal(size=shape).astype(model.dtype)).shape
         batches = []
         for _ in range(self.steps if steps is None else steps):
             x = self.rng.normal(size=shape).astype(model.dtype)

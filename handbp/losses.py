@@ -132,16 +132,18 @@ class CrossEntropyLoss(Loss):
     def forward(self, z, y):
         batched = z.ndim == 2
         z2 = z if batched else z[None, :]
-        logp = log_softmax(z2)
+        # float32 logits are worked in float64 here, as torch's CPU kernel accumulates in double:
+        # softmax(z) − onehot(y) cancels when the right class is nearly certain
+        logp = log_softmax(z2.astype(np.float64))
         if y.dtype.kind == "f":
             p = y if batched else y[None, :]
             per_sample = -(p * logp).sum(axis=1)
         else:
             idx = y if batched else y[None]
-            p = np.zeros_like(z2)
+            p = np.zeros(z2.shape)
             p[np.arange(len(idx)), idx] = 1.0
             per_sample = -logp[np.arange(len(idx)), idx]
-        self.last_softmax, self.last_p, self.last_shape = np.exp(logp), p, z.shape
+        self.last_softmax, self.last_p, self.last_shape, self.last_dtype = np.exp(logp), p, z.shape, z.dtype
         self._cache = True
         return per_sample.mean() if self.reduction == "mean" else per_sample.sum()
 
@@ -151,7 +153,7 @@ class CrossEntropyLoss(Loss):
         s, p = self.last_softmax, self.last_p
         g = s * p.sum(axis=1, keepdims=True) - p
         g *= dy / (len(p) if self.reduction == "mean" else 1)
-        return g.reshape(self.last_shape)
+        return g.reshape(self.last_shape).astype(self.last_dtype, copy=False)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
