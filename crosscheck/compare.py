@@ -79,6 +79,7 @@ class Check:
     ref: object = None
     before: object = None
     grad: object = None         # for optimizer state: this step's gradient (to spot a reset buffer)
+    previous: object = None     # for a gradient: handbp's gradient of the previous step
     result: dict = field(default=None)
 
     @property
@@ -93,7 +94,8 @@ def _flat(arrays):
 def evaluate(checks, tol):
     """Judge every check of one step at once (one concatenation, a few vector operations).
 
-    Sets ``check.result = {"max_abs", "max_rel", "mismatched", "total", "ok", "nonfinite"}`` on each check
+    Sets ``check.result = {"max_abs", "max_rel", "norm_rel", "mismatched", "total", "ok", "nonfinite"}``
+    on each check (``norm_rel``: max abs error / the largest magnitude of torch's value)
     (``nonfinite``: handbp's NaN/Inf count, present where both sides were compared) and
     returns the list of failing checks, in the order given.
     """
@@ -101,12 +103,13 @@ def evaluate(checks, tol):
     for c in checks:
         a, b = c.a, c.b
         if a is None and b is None:
-            c.result = dict(max_abs=0.0, max_rel=0.0, mismatched=0, total=0, ok=True)
+            c.result = dict(max_abs=0.0, max_rel=0.0, norm_rel=0.0, mismatched=0, total=0, ok=True)
         elif a is None or b is None or np.shape(a) != np.shape(b):
             size = int(np.size(b if b is not None else a))
-            c.result = dict(max_abs=float("inf"), max_rel=float("inf"), mismatched=size, total=size, ok=False)
+            inf = float("inf")
+            c.result = dict(max_abs=inf, max_rel=inf, norm_rel=inf, mismatched=size, total=size, ok=False)
         elif np.size(a) == 0:
-            c.result = dict(max_abs=0.0, max_rel=0.0, mismatched=0, total=0, ok=True)
+            c.result = dict(max_abs=0.0, max_rel=0.0, norm_rel=0.0, mismatched=0, total=0, ok=True)
         else:
             flat.append(c)
     if flat:
@@ -133,12 +136,15 @@ def evaluate(checks, tol):
                 bad = ~(d <= np.repeat(atol_q, sizes) + tol.rtol * absb)
             bad &= ~(~np.isfinite(A) & ~np.isfinite(B))
         max_abs = np.maximum.reduceat(np.nan_to_num(d, nan=np.inf), offsets)
+        scale = np.maximum.reduceat(np.where(np.isfinite(absb), absb, 0.0), offsets)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm_rel = np.where(max_abs == 0, 0.0, max_abs / np.maximum(scale, TINY))
         max_rel = np.maximum.reduceat(np.nan_to_num(rel, nan=np.inf), offsets)
         nbad = np.add.reduceat(bad.astype(np.int64), offsets)
         nonfinite = np.add.reduceat((~np.isfinite(A)).astype(np.int64), offsets)
-        for c, ma, mr, nb, n, nf in zip(flat, max_abs, max_rel, nbad, sizes, nonfinite):
-            c.result = dict(max_abs=float(ma), max_rel=float(mr), mismatched=int(nb), total=int(n), ok=nb == 0,
-                            nonfinite=int(nf))
+        for c, ma, mr, nr, nb, n, nf in zip(flat, max_abs, max_rel, norm_rel, nbad, sizes, nonfinite):
+            c.result = dict(max_abs=float(ma), max_rel=float(mr), norm_rel=float(nr), mismatched=int(nb),
+                            total=int(n), ok=nb == 0, nonfinite=int(nf))
     return [c for c in checks if not c.result["ok"]]
 
 
@@ -162,7 +168,8 @@ def _name_size(n, context):
 
 def diagnose(check, context=None, ratio_tol=1e-6):
     """Name the pattern of a mismatch, where one fits. Returns ``(hint, text, factor)``:
-    hint is one of ``transpose``, ``shape``, ``missing``, ``nonfinite``, ``reset``, ``never_updated``,
+    hint is one of ``transpose``, ``shape``, ``missing``, ``nonfinite``, ``accumulated``, ``reset``,
+    ``never_updated``,
     ``weight_decay``, ``zero``, ``sign``, ``factor`` or ``None``; factor is handbp/torch for
     ``factor`` and ``sign``, the coefficient for ``weight_decay``.
 
@@ -198,6 +205,11 @@ def diagnose(check, context=None, ratio_tol=1e-6):
         return "nonfinite", (f"torch's value is not finite at index {idx} where handbp's is "
                              f"({int((fa & ~fb).sum())} such elements)"), None
     what = "it"
+    if check.previous is not None and check.quantity == "grad":
+        prev = np.asarray(check.previous, dtype=np.float64)
+        if prev.shape == a.shape and prev.any() and np.allclose(a - b, prev, rtol=1e-6, atol=1e-12 * np.abs(b).max()):
+            return "accumulated", ("handbp's gradient = torch's + the previous step's gradient: gradients were "
+                                   "not cleared between steps (zero_grad)"), None
     if check.grad is not None and check.quantity.startswith("state."):
         g = np.asarray(check.grad, dtype=np.float64)
         if g.shape == a.shape and np.allclose(a, g, rtol=1e-12, atol=0) and not np.allclose(b, g, rtol=1e-6, atol=0):

@@ -169,7 +169,10 @@ class Trace:
     """What lockstep measured: per step, per quantity, the max abs and rel error.
 
     Attributes:
-        steps: list (one per step) of dicts ``label -> {"max_abs", "max_rel"}``.
+        steps: list (one per step) of dicts ``label -> {"max_abs", "max_rel", "norm_rel"}``: the
+            largest absolute difference, the largest element-wise relative difference (as
+            ``torch.testing.assert_close`` reports it), and the largest absolute difference over
+            the largest magnitude of torch's value.
         drift: with ``resync=False``, per step the largest relative difference between handbp's
             parameters and a free-running twin's; else empty.
         tolerance: the tolerance used (a dict); dtype: the model's dtype name.
@@ -185,20 +188,23 @@ class Trace:
         return len(self.steps)
 
     def worst(self):
-        """``(step, label, max_abs, max_rel)`` of the largest relative error seen, or None."""
+        """``(step, label, max_abs, norm_rel)`` of the largest error relative to the quantity's
+        largest magnitude, or None."""
         best = None
         for i, step in enumerate(self.steps):
             for label, r in step.items():
-                if best is None or r["max_rel"] > best[3]:
-                    best = (i, label, r["max_abs"], r["max_rel"])
+                if best is None or r["norm_rel"] > best[3]:
+                    best = (i, label, r["max_abs"], r["norm_rel"])
         return best
 
     def worst_by_kind(self):
+        """Per kind of quantity (output, loss, grad, ...), the largest max-abs error relative to
+        the quantity's largest magnitude over all steps."""
         out = {}
         for step in self.steps:
             for label, r in step.items():
                 kind = label.rsplit(" ", 1)[-1].split(".")[0]
-                out[kind] = max(out.get(kind, 0.0), r["max_rel"])
+                out[kind] = max(out.get(kind, 0.0), r["norm_rel"])
         return out
 
     def summary(self):
@@ -208,11 +214,11 @@ class Trace:
                  f"({self.dtype}; {self._tol_text}; {'re-synchronised each step' if self.resync else 'free-running'})"]
         kinds = self.worst_by_kind()
         if kinds:
-            lines.append("  worst relative error by quantity: " +
+            lines.append("  worst error by quantity (max abs / max magnitude): " +
                          ", ".join(f"{k} {v:.2g}" for k, v in kinds.items()))
         w = self.worst()
         if w:
-            lines.append(f"  worst overall: step {w[0]}, {w[1]}: max abs {w[2]:.3g}, max rel {w[3]:.3g}")
+            lines.append(f"  worst overall: step {w[0]}, {w[1]}: max abs {w[2]:.3g} ({w[3]:.3g} of its largest magnitude)")
         if self.drift:
             lines.append(f"  free-running drift (max relative parameter difference to an unsynchronised twin): "
                          f"step 0 {self.drift[0]:.2g}, step {len(self.drift) - 1} {self.drift[-1]:.2g}, "
@@ -303,6 +309,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             buffer_owner[f"{path}.{bname}" if path else bname] = type(m).__name__
     loss_label = f"loss ({type(loss).__name__})"
     t0 = time.perf_counter()
+    previous_grads = {}
     for step, (x, y) in enumerate(data):
         x = np.asarray(x)
         before = {n: p.data.copy() for n, p in params}
@@ -368,6 +375,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 lambda t, r, i: r["grad_inputs"][i], i)
         for n, p in (params if reached >= 2 else ()):
             add(label[n], "grad", grads[n], lambda t, r, k: r["grads"][k], n)
+            checks[-1].previous = previous_grads.get(n)
         for p in (opt_params if reached >= 3 else ()):
             n = names[id(p)]
             mine = optimizer.state.get(p, {})
@@ -387,7 +395,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             blown = next((c for c in checks if c.result.get("nonfinite")), None)
             if blown is not None:
                 raise NonFiniteError(step, blown.label, blown.result["nonfinite"], blown.result["total"])
-        trace.steps.append({c.label: {"max_abs": c.result["max_abs"], "max_rel": c.result["max_rel"]}
+        trace.steps.append({c.label: {k: c.result[k] for k in ("max_abs", "max_rel", "norm_rel")}
                             for c in checks})
         trace.losses.append(float(value))
         trace.torch_losses.append(tw["loss"])
@@ -409,6 +417,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             if raise_on_divergence:
                 raise exc
             return trace
+        previous_grads = grads or {}
         twin.resync(model, optimizer)
         if ref is not None:
             ref.resync(model, optimizer)

@@ -1,0 +1,295 @@
+"""crosscheck's library: mirror, lockstep, tolerances, the float32 rule, resync and drift, reports."""
+import builtins
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import crosscheck as cc
+import handbp as hb
+
+
+def tanh_net(rng, dtype=np.float64, depth=2, width=16, n_in=5, n_out=3, std=None):
+    model = hb.DNN(depth, width, n_in, n_out, activation=hb.Tanh, init="torch", rng=rng, dtype=dtype)
+    if std is not None:
+        for name, p in model.named_parameters():
+            if name.endswith("weight"):
+                p.data[...] = rng.normal(0, std, p.data.shape)
+    return model
+
+
+def data_for(rng, n=3, batch=8, n_in=5, n_out=3, dtype=np.float64):
+    return [(rng.normal(size=(batch, n_in)).astype(dtype), rng.normal(size=(batch, n_out)).astype(dtype))
+            for _ in range(n)]
+
+
+# -- mirror ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mirror_copies_structure_dtype_and_weights(dtype, rng):
+    model = hb.Sequential(hb.Linear(4, 6, rng=rng, dtype=dtype), hb.LeakyReLU(0.2), hb.Linear(6, 2, rng=rng, dtype=dtype),
+                          hb.Softmax(dim=-1))
+    twin = cc.mirror(model)
+    assert isinstance(twin, torch.nn.Sequential)
+    assert [type(m).__name__ for m in twin] == ["Linear", "LeakyReLU", "Linear", "Softmax"]
+    assert twin[1].negative_slope == 0.2 and twin[3].dim == -1
+    assert list(twin.state_dict()) == list(model.state_dict())
+    for name, value in model.state_dict().items():
+        t = twin.state_dict()[name]
+        assert t.dtype == {np.float64: torch.float64, np.float32: torch.float32}[dtype]
+        np.testing.assert_array_equal(t.numpy(), value)
+    x = rng.normal(size=(3, 4)).astype(dtype)
+    np.testing.assert_allclose(twin(torch.from_numpy(x)).detach().numpy(), model(x), rtol=1e-12 if dtype == np.float64 else 1e-5)
+    # a copy, not a view: changing the twin leaves handbp alone
+    with torch.no_grad():
+        twin[0].weight.add_(1.0)
+    assert not np.array_equal(model[0].weight.data, twin[0].weight.detach().numpy())
+
+
+@pytest.mark.parametrize("loss", [hb.MeanSquaredError(), hb.MSELoss(), hb.MSELoss(reduction="sum"),
+                                  hb.BCEWithLogitsLoss(), hb.CrossEntropyLoss()], ids=lambda l: repr(l))
+def test_mirror_loss_has_the_same_definition(loss, rng):
+    pred = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, 6) if isinstance(loss, hb.CrossEntropyLoss) else rng.uniform(size=(6, 3))
+    tl = cc.mirror(loss)
+    yt = torch.from_numpy(y)
+    assert tl(torch.from_numpy(pred), yt).item() == pytest.approx(loss(pred, y), rel=1e-12)
+
+
+def test_mirror_mean_squared_error_keeps_the_half():
+    pred, y = np.array([1.0, 3.0]), np.array([0.0, 0.0])
+    assert cc.mirror(hb.MeanSquaredError())(torch.from_numpy(pred), torch.from_numpy(y)).item() == 2.5
+
+
+def test_mirror_optimizer_has_same_hyperparameters_and_state(rng):
+    model = tanh_net(rng)
+    opt = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)
+    x, y = data_for(rng, 1)[0]
+    for _ in range(2):
+        opt.zero_grad(); hb.MSELoss()(model(x), y); model.backward(hb.MSELoss().__class__()(model(x), y) and None or _grad(model, x, y)); opt.step()
+    twin = cc.mirror(model)
+    topt = cc.mirror(opt, twin)
+    assert isinstance(topt, torch.optim.SGD)
+    g = topt.param_groups[0]
+    assert (g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]) == (0.05, 0.9, 0.1, 0.01, False)
+    for (name, p), tp in zip(model.named_parameters(), twin.parameters()):
+        np.testing.assert_array_equal(topt.state[tp]["momentum_buffer"].numpy(), opt.state[p]["momentum_buffer"])
+
+
+def _grad(model, x, y):
+    loss = hb.MSELoss()
+    model.zero_grad()
+    loss(model(x), y)
+    return loss.backward()
+
+
+def test_mirror_optimizer_needs_a_twin_from_mirror(rng):
+    model = tanh_net(rng)
+    with pytest.raises(cc.MirrorError, match="crosscheck.mirror"):
+        cc.mirror(hb.optim.SGD(model.parameters(), lr=0.1), torch.nn.Linear(2, 2))
+
+
+class Unknown(hb.Module):
+    def forward(self, x):
+        return x
+
+
+def test_mirror_names_the_module_it_cannot_mirror(rng):
+    model = hb.Sequential(hb.Linear(3, 3, rng=rng), hb.Sequential(hb.Tanh(), Unknown()))
+    with pytest.raises(cc.MirrorError) as info:
+        cc.mirror(model)
+    assert "module '1.1'" in str(info.value) and "Unknown" in str(info.value)
+    assert "crosscheck.register(Unknown" in str(info.value)
+
+
+def test_register_mirrors_a_custom_layer(rng):
+    class Square(hb.Module):
+        """y = x²; dx = 2x·dy."""
+
+        def forward(self, x):
+            self.last_x = x
+            return x * x
+
+        def backward(self, dy):
+            return 2 * self.last_x * dy
+
+    class TorchSquare(torch.nn.Module):
+        def forward(self, x):
+            return x * x
+
+    cc.register(Square, to_torch=lambda m, _: TorchSquare())
+    model = hb.Sequential(hb.Linear(3, 4, rng=rng), Square(), hb.Linear(4, 2, rng=rng))
+    trace = cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.01),
+                        data_for(rng, 2, n_in=3, n_out=2))
+    assert len(trace) == 2
+
+
+def test_missing_torch_says_how_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(ImportError, match=r'pip install "handbp\[torch\]"'):
+        cc.mirror(hb.Linear(2, 2))
+
+
+# -- lockstep -------------------------------------------------------------------------------
+def test_lockstep_float64_agrees_to_about_1e_12(rng):
+    model = tanh_net(rng, depth=5, width=64, n_in=10, n_out=3, std=0.5)
+    opt = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data_for(rng, 10, batch=32, n_in=10, n_out=3))
+    worst = trace.worst()
+    assert len(trace) == 10 and trace.divergence is None
+    # per-step differences are rounding only; outputs and grads measured ~1e-13 relative here
+    kinds = trace.worst_by_kind()
+    assert set(kinds) >= {"output", "loss", "grad_pred", "grad_input", "grad", "param", "state"}
+    assert kinds["loss"] < 1e-13 and kinds["param"] < 1e-13, trace.summary()
+    assert worst[3] < 1e-11, trace.summary()
+    assert "all matched" in trace.summary()
+
+
+def test_lockstep_compares_every_quantity_each_step(rng):
+    model = hb.Sequential(hb.Linear(3, 4, rng=rng), hb.Sigmoid(), hb.Linear(4, 2, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data_for(rng, 2, n_in=3, n_out=2))
+    labels = set(trace.steps[1])
+    expected = {"0 (Linear) output", "1 (Sigmoid) output", "2 (Linear) output", "loss (MSELoss) loss",
+                "loss (MSELoss) grad_pred", "0 (Linear) grad_input", "1 (Sigmoid) grad_input",
+                "2 (Linear) grad_input"}
+    for n in ("0.weight", "0.bias", "2.weight", "2.bias"):
+        expected |= {f"{n} (Linear) grad", f"{n} (Linear) param", f"{n} (Linear) state.momentum_buffer"}
+    assert labels == expected
+
+
+def test_lockstep_tolerance_override_catches_rounding(rng):
+    model = tanh_net(rng, depth=3, width=32)
+    data = data_for(rng, 2)
+    trace = cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data)
+    assert trace.tolerance == {"mode": "elementwise", "rtol": 1e-9, "atol": None, "factor": 4.0,
+                               "floor": pytest.approx(64 * np.finfo(np.float32).eps)}
+    # rtol = atol = 0 demands bit equality, which two implementations do not reach
+    exact = tanh_net(np.random.default_rng(1), depth=3, width=32)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(exact, hb.MSELoss(), hb.optim.SGD(exact.parameters(), lr=0.1), data, rtol=0, atol=0)
+    assert "rtol 0, atol 0" in str(info.value)
+
+
+def test_lockstep_rejects_wrong_arguments(rng):
+    model = tanh_net(rng)
+    opt = hb.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="loss"):
+        cc.lockstep(model, torch.nn.MSELoss(), opt, [])
+    with pytest.raises(TypeError, match="optimizer"):
+        cc.lockstep(model, hb.MSELoss(), None, [])
+    with pytest.raises(ValueError, match="rtol"):
+        cc.lockstep(model, hb.MSELoss(), opt, data_for(rng, 1), rtol=-1)
+    other = hb.optim.SGD(tanh_net(rng).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="not in the model"):
+        cc.lockstep(model, hb.MSELoss(), other, data_for(rng, 1))
+
+
+def test_divergence_report_holds_plain_values_and_pickles(rng):
+    class Half(hb.Tanh):
+        def backward(self, dy):
+            return 0.5 * super().backward(dy)
+
+    model = hb.Sequential(hb.Linear(5, 8, rng=rng), Half(), hb.Linear(8, 3, rng=rng))
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data_for(rng, 2))
+    d = info.value
+    assert isinstance(d, AssertionError)
+    fields = d.to_dict()
+
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return all(plain(i) for i in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(i) for k, i in v.items())
+        return v is None or type(v) in (int, float, str, bool)
+
+    assert plain(fields), fields
+    assert (d.step, d.name, d.quantity, d.hint) == (0, "1 (Half)", "grad_input", "factor")
+    assert d.factor == pytest.approx(0.5)
+    text = str(d)
+    for piece in ("step 0", "1 (Half)", "grad_input", "shape:      (8, 8)", "worst:      index", "max abs",
+                  "tolerance", "a missing factor of 2", "mismatched elements: 64 / 64 (100.0%)", "also mismatched"):
+        assert piece in text, text
+    again = pickle.loads(pickle.dumps(d))
+    assert str(again) == text
+
+
+# -- float32 --------------------------------------------------------------------------------
+def test_float32_correct_model_passes_the_rule(rng):
+    model = tanh_net(rng, np.float32, depth=10, width=128, n_in=10, n_out=3, std=0.3)
+    opt = hb.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data_for(rng, 3, batch=16, n_in=10, n_out=3, dtype=np.float32))
+    assert trace.tolerance["mode"] == "float32-rule" and trace.divergence is None
+    assert all(p.data.dtype == np.float32 and p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def test_float32_one_percent_off_backward_fails(rng):
+    class OnePercentOff(hb.Tanh):
+        def backward(self, dy):
+            return 1.01 * super().backward(dy)
+
+    model = hb.Sequential(hb.Linear(10, 64, rng=rng, dtype=np.float32), OnePercentOff(),
+                          hb.Linear(64, 3, rng=rng, dtype=np.float32))
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.01),
+                    data_for(rng, 2, batch=16, n_in=10, n_out=3, dtype=np.float32))
+    assert info.value.name == "1 (OnePercentOff)" and info.value.quantity == "grad_input"
+    assert "float32 rule" in str(info.value) and "float64 reference" in str(info.value)
+
+
+def test_float32_explicit_tolerance_compares_elementwise(rng):
+    model = tanh_net(rng, np.float32)
+    trace = cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.01),
+                        data_for(rng, 2, dtype=np.float32), rtol=1e-4, atol=1e-5)
+    assert trace.tolerance["mode"] == "elementwise" and trace.tolerance["rtol"] == 1e-4
+
+
+# -- resync and drift -----------------------------------------------------------------------
+def test_free_running_drifts_but_every_step_matches(rng, tmp_path):
+    """The issue's measurement: the same maths on both sides drifts apart when run freely."""
+    model = tanh_net(rng, depth=5, width=64, n_in=10, n_out=3, std=0.5)
+    opt = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    data = data_for(rng, 60, batch=32, n_in=10, n_out=3)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data, resync=False)
+    assert len(trace.drift) == 60
+    assert trace.drift[-1] > 1e4 * max(trace.drift[0], 1e-16), trace.drift
+    assert "drift is numerics" in trace.summary() and "not a bug" in trace.summary()
+    trace.plot_drift(tmp_path / "drift.png")
+    assert (tmp_path / "drift.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resync_is_the_default_and_records_no_drift(rng):
+    model = tanh_net(rng)
+    trace = cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data_for(rng, 3))
+    assert trace.resync and trace.drift == []
+    with pytest.raises(ValueError, match="resync=False"):
+        trace.plot_drift("unused.png")
+
+
+def test_state_is_compared_before_resync(rng):
+    """A bug in how state is stored is caught even though the twin is re-synchronised each step."""
+    class StoresHalfBuffer(hb.optim.SGD):
+        def step(self):
+            super().step()
+            for s in self.state.values():
+                s["momentum_buffer"] *= 0.5
+
+    model = tanh_net(rng)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), StoresHalfBuffer(model.parameters(), lr=0.1, momentum=0.9), data_for(rng, 3))
+    assert info.value.quantity == "state.momentum_buffer" and info.value.step == 0
+
+
+def test_both_sides_nan_is_reported_as_divergence_of_training(rng):
+    model = hb.Sequential(hb.Linear(5, 3, rng=rng))
+    data = [(rng.normal(size=(4, 5)) * 1e150, rng.normal(size=(4, 3)))] * 3
+    with pytest.raises(cc.NonFiniteError, match="both sides"):
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=1.0), data)
