@@ -169,7 +169,7 @@ def _name_size(n, context):
 def diagnose(check, context=None, ratio_tol=1e-6):
     """Name the pattern of a mismatch, where one fits. Returns ``(hint, text, factor)``:
     hint is one of ``transpose``, ``shape``, ``missing``, ``nonfinite``, ``accumulated``, ``reset``,
-    ``never_updated``,
+    ``never_updated``, ``local_derivative``, ``forward``, ``param_grad``,
     ``weight_decay``, ``zero``, ``sign``, ``factor`` or ``None``; factor is handbp/torch for
     ``factor`` and ``sign``, the coefficient for ``weight_decay``.
 
@@ -231,7 +231,10 @@ def diagnose(check, context=None, ratio_tol=1e-6):
                                         "with the wrong coefficient"), c
         a, b, what = a - before, b - before, "the update"
     if not a.any() and b.any():
-        if check.quantity in ("grad", "grad_input", "grad_pred"):
+        if check.quantity == "grad_input":
+            return "zero", ("handbp's module returns an all-zero input gradient where torch's is not: the modules "
+                            "below it receive nothing (a dropped or overwritten return value)"), None
+        if check.quantity in ("grad", "grad_pred"):
             return "zero", ("handbp is zero everywhere torch is not: this never received a gradient "
                             "(the backward does not reach it, or writes it elsewhere)"), None
         return "zero", f"handbp's {what} is zero everywhere torch's is not", None
@@ -254,6 +257,17 @@ def diagnose(check, context=None, ratio_tol=1e-6):
                 cause = f"a missing factor of {sign}{inv}{named} (or an extra division)"
             of = "" if what == "it" else f" for {what}"
             return "factor", f"handbp = {shown} × torch{of}, everywhere: {cause}", k
+    # no pattern in the values; but the checks run in causal order, so everything upstream matched
+    if check.quantity == "grad_input":
+        return "local_derivative", ("the gradient arriving at this module matched torch's, the one it returns does "
+                                    "not, by a factor that varies element to element: this module's own backward is "
+                                    "wrong (a local derivative taken at the wrong point, e.g. on the pre-activation "
+                                    "or an overwritten cache, or a wrong Jacobian)"), None
+    if check.quantity == "output":
+        return "forward", ("this module's input matched torch's, its output does not: its forward is wrong"), None
+    if check.quantity == "grad":
+        return "param_grad", ("the gradient arriving at this module matched torch's, this parameter's gradient does "
+                              "not: the module's formula for it is wrong"), None
     return None, "no simple pattern (not a constant factor, sign flip, transpose, zero or NaN)", None
 
 
