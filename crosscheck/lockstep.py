@@ -17,22 +17,12 @@ import time
 import numpy as np
 
 import handbp as hb
+from handbp.inspect import Recorder, leaves
 
 from ._torch import require_torch, to_numpy
 from .compare import Check, Divergence, default_tolerance, diagnose, evaluate
 from .mirror import (load_into_twin, load_optimizer_state, mirror, torch_dtype, target_tensor,
                      twin_param_map)
-
-
-def leaves(model, prefix=""):
-    """``(path, module)`` for each module lockstep compares: Sequentials are opened, anything else
-    (a layer, a registered custom module) is a leaf."""
-    if isinstance(model, hb.Sequential):
-        out = []
-        for name, child in model._modules.items():
-            out += leaves(child, f"{prefix}.{name}" if prefix else name)
-        return out
-    return [(prefix, model)]
 
 
 def _label(path, module):
@@ -48,39 +38,6 @@ class NonFiniteError(FloatingPointError):
         super().__init__(f"step {step}: {label} holds {count} of {total} non-finite values on both sides "
                          "(handbp and torch agree): the training diverged — lower the learning rate or scale "
                          "the inputs; the comparison stops here")
-
-
-class _Recorder:
-    """Wraps each leaf's forward and backward (instance attributes, removed afterwards) to record
-    its output and the gradient it returns, while the user's model runs its own code."""
-
-    def __init__(self, leaf_list):
-        self.leaves = leaf_list
-        self.paths = [p for p, _ in leaf_list]
-        self.outputs, self.grad_inputs = {}, {}
-
-    def __enter__(self):
-        for path, m in self.leaves:
-            fwd, bwd = m.forward, m.backward
-
-            def forward(x, _f=fwd, _p=path):
-                y = _f(x)
-                self.outputs[_p] = np.array(y, copy=True)
-                return y
-
-            def backward(dy, _b=bwd, _p=path):
-                dx = _b(dy)
-                self.grad_inputs[_p] = None if dx is None else np.array(dx, copy=True)
-                return dx
-
-            object.__setattr__(m, "forward", forward)
-            object.__setattr__(m, "backward", backward)
-        return self
-
-    def __exit__(self, *exc):
-        for _, m in self.leaves:
-            m.__dict__.pop("forward", None)
-            m.__dict__.pop("backward", None)
 
 
 class _Twin:
@@ -318,7 +275,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         # a wrong shape often makes a later phase fail, and the Divergence explains why)
         out = value = dpred = grads = None
         reached, error = 0, None
-        with _Recorder(leaf_list) as rec:
+        with Recorder(leaf_list) as rec:
             try:
                 optimizer.zero_grad()
                 out = model(x)

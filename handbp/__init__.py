@@ -8,6 +8,7 @@ from . import datasets, optim
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
 from .errors import CallOrderError
+from .explain import explain
 from .layers import Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MeanSquaredError, MSELoss
 from .module import Module, Parameter, Sequential
@@ -23,5 +24,5 @@ __all__ = [
     "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax",
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
     "optim", "fit", "accuracy", "datasets", "save", "load", "load_into",
-    "CheckpointError", "CallOrderError", "TrainingDiverged",
+    "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",
 ]

@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "train": ("handbp.commands.train", "train a network on a built-in task (spirals, xor, sine)"),
     "demo": ("handbp.commands.demo", "the seed notebook's experiment, cross-checked against torch"),
+    "explain": ("handbp.commands.explain", "one training step's backward, module by module, beside torch's values"),
     "zoo": ("handbp.commands.zoo", "run the bug zoo: classic backprop bugs, each caught by crosscheck with its hint"),
     "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
 }

@@ -1,0 +1,55 @@
+"""Looking inside a step: the leaf modules of a model, and a recorder of what each one computed.
+
+Used by ``explain`` and by crosscheck's lockstep, so that both see the user's model run its own
+code (the recorder wraps each leaf's ``forward`` and ``backward`` for the duration of a ``with``
+block, and records inputs, outputs, upstream gradients and returned gradients)."""
+import numpy as np
+
+from .module import Sequential
+
+
+def leaves(model, prefix=""):
+    """``(path, module)`` for each leaf: Sequentials are opened, anything else (a layer, a custom
+    module) is a leaf. Paths are those of ``named_modules`` (``"0"``, ``"2.1"``; ``""`` for a model
+    that is itself a leaf)."""
+    if isinstance(model, Sequential):
+        out = []
+        for name, child in model._modules.items():
+            out += leaves(child, f"{prefix}.{name}" if prefix else name)
+        return out
+    return [(prefix, model)]
+
+
+class Recorder:
+    """``with Recorder(leaves(model)) as rec:`` records, per leaf path, ``inputs``, ``outputs``,
+    ``upstream`` (the dy given to backward) and ``grad_inputs`` (the dx it returned), as copies."""
+
+    def __init__(self, leaf_list):
+        self.leaves = list(leaf_list)
+        self.paths = [p for p, _ in self.leaves]
+        self.inputs, self.outputs, self.upstream, self.grad_inputs = {}, {}, {}, {}
+
+    def __enter__(self):
+        for path, m in self.leaves:
+            fwd, bwd = m.forward, m.backward
+
+            def forward(x, _f=fwd, _p=path):
+                self.inputs[_p] = np.array(x, copy=True)
+                y = _f(x)
+                self.outputs[_p] = np.array(y, copy=True)
+                return y
+
+            def backward(dy, _b=bwd, _p=path):
+                self.upstream[_p] = np.array(dy, copy=True)
+                dx = _b(dy)
+                self.grad_inputs[_p] = None if dx is None else np.array(dx, copy=True)
+                return dx
+
+            object.__setattr__(m, "forward", forward)
+            object.__setattr__(m, "backward", backward)
+        return self
+
+    def __exit__(self, *exc):
+        for _, m in self.leaves:
+            m.__dict__.pop("forward", None)
+            m.__dict__.pop("backward", None)
