@@ -20,8 +20,8 @@ import handbp as hb
 from handbp.inspect import Recorder, leaves
 
 from ._torch import require_torch, to_numpy
-from .compare import Check, Divergence, default_tolerance, diagnose, evaluate
-from .mirror import (load_into_twin, load_optimizer_state, mirror, torch_dtype, target_tensor,
+from .compare import Check, Divergence, default_tolerance, diagnose, evaluate, max_rel
+from .mirror import (load_optimizer_state, mirror, torch_dtype, target_tensor,
                      twin_param_map)
 
 
@@ -54,6 +54,11 @@ class _Twin:
         self.mapping = twin_param_map(optimizer, self.model)
         self.leaf_modules = [self.model.get_submodule(p) if p else self.model for p in leaf_paths]
         self.params = dict(self.model.named_parameters())
+        self.trainable = [n for n, p in self.params.items() if p.requires_grad]
+        self.frozen = [n for n, p in self.params.items() if not p.requires_grad]
+        self.state = self.model.state_dict(keep_vars=True)
+        # NumPy views of the twin's parameters and buffers (updated in place by torch)
+        self.views = {k: t.detach().numpy() for k, t in self.state.items()}
         self.dtype = next(iter(self.params.values())).dtype if self.params else torch_dtype(model.dtype)
 
     def _tensor(self, a):
@@ -63,28 +68,29 @@ class _Twin:
         return target_tensor(y, np.float64 if self.dtype == self.torch.float64 else np.float32)
 
     def step(self, x, y, record=True):
-        """The twin's own training step: forward leaf by leaf (keeping each output's gradient),
-        loss, backward, optimizer step. Returns NumPy values: outputs, grad_inputs (per leaf),
-        grad_pred, loss, grads (per parameter name)."""
+        """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
+        the gradient of every leaf's input and every parameter (``torch.autograd.grad``), optimizer
+        step. Returns NumPy values: outputs, grad_inputs (per leaf), grad_pred, loss, grads (per
+        parameter name)."""
         xt = self._tensor(x).requires_grad_(True)
-        self.optimizer.zero_grad()
-        h, outs = xt, []
+        h, ins = xt, [xt]
         for m in self.leaf_modules:
             h = m(h)
-            if record:
-                h.retain_grad()
-                outs.append(h)
+            ins.append(h)
         loss = self.loss(h, self._target(y))
-        loss.backward()
-        if not record:
-            self.optimizer.step()
-            return None
-        inputs = [xt] + outs[:-1]
-        result = dict(outputs=[to_numpy(o) for o in outs], grad_inputs=[to_numpy(i.grad) for i in inputs],
-                      grad_pred=to_numpy(outs[-1].grad), loss=float(loss.detach()))
-        result["grads"] = {n: None if p.grad is None else to_numpy(p.grad).copy() for n, p in self.params.items()}
+        names = self.trainable
+        gs = self.torch.autograd.grad(loss, ins + [self.params[n] for n in names], allow_unused=True)
+        for n, g in zip(names, gs[len(ins):]):
+            self.params[n].grad = g
+        for n in self.frozen:
+            self.params[n].grad = None
         self.optimizer.step()
-        return result
+        if not record:
+            return None
+        grads = dict.fromkeys(self.params)
+        grads.update((n, None if g is None else g.numpy()) for n, g in zip(names, gs[len(ins):]))
+        return dict(outputs=[o.detach().numpy() for o in ins[1:]], grad_inputs=[to_numpy(g) for g in gs[:len(ins) - 1]],
+                    grad_pred=to_numpy(gs[len(ins) - 1]), loss=float(loss.detach()), grads=grads)
 
     def local_step(self, x, y, rec, dpred, out, grads):
         """Each module on handbp's own inputs: leaf i gets handbp's input to leaf i for its forward
@@ -118,7 +124,11 @@ class _Twin:
         return result
 
     def resync(self, model, optimizer):
-        load_into_twin(model, self.model)
+        for n, p in model.named_parameters():
+            self.views[n][...] = p.data
+        for n, b in model.named_buffers():
+            self.views[n][...] = b
+        load_optimizer_state(optimizer, self.optimizer, self.mapping)
         load_optimizer_state(optimizer, self.optimizer, self.mapping)
 
 
@@ -126,48 +136,61 @@ class Trace:
     """What lockstep measured: per step, per quantity, the max abs and rel error.
 
     Attributes:
-        steps: list (one per step) of dicts ``label -> {"max_abs", "max_rel", "norm_rel"}``: the
-            largest absolute difference, the largest element-wise relative difference (as
-            ``torch.testing.assert_close`` reports it), and the largest absolute difference over
-            the largest magnitude of torch's value.
+        steps: list (one per step) of dicts ``label -> {"max_abs", "max_rel"}``: the largest
+            absolute difference, and that difference relative to the largest magnitude of torch's
+            value (a norm-wise relative error; element-wise relative errors of values near zero
+            say little, and the Divergence report gives them for the quantity that fails).
         drift: with ``resync=False``, per step the largest relative difference between handbp's
             parameters and a free-running twin's; else empty.
         tolerance: the tolerance used (a dict); dtype: the model's dtype name.
     """
 
     def __init__(self, tolerance, dtype, resync):
-        self.steps, self.drift, self.losses, self.torch_losses = [], [], [], []
+        self._rows, self.drift, self.losses, self.torch_losses = [], [], [], []
         self.tolerance, self.dtype, self.resync = tolerance.to_dict(), str(dtype), resync
         self._tol_text = tolerance.describe()
         self.elapsed = 0.0
 
+    def _record(self, checks, result):
+        """Keep one step's errors compactly (the labels once while they repeat, numbers as arrays)."""
+        labels = [c.label for c in checks]
+        if self._rows and self._rows[-1][0] == labels:
+            labels = self._rows[-1][0]
+        self._rows.append((labels, list(zip(result.max_abs.tolist(), result.norm_rel.tolist()))))
+
+    @property
+    def steps(self):
+        """Per step, a dict ``label -> {"max_abs", "max_rel"}``."""
+        keys = ("max_abs", "max_rel")
+        return [{label: dict(zip(keys, nums)) for label, nums in zip(labels, rows)} for labels, rows in self._rows]
+
     def __len__(self):
-        return len(self.steps)
+        return len(self._rows)
 
     def worst(self):
         """``(step, label, max_abs, norm_rel)`` of the largest error relative to the quantity's
         largest magnitude, or None."""
         best = None
-        for i, step in enumerate(self.steps):
-            for label, r in step.items():
-                if best is None or r["norm_rel"] > best[3]:
-                    best = (i, label, r["max_abs"], r["norm_rel"])
+        for i, (labels, rows) in enumerate(self._rows):
+            for label, (max_abs, norm_rel) in zip(labels, rows):
+                if best is None or norm_rel > best[3]:
+                    best = (i, label, max_abs, norm_rel)
         return best
 
     def worst_by_kind(self):
         """Per kind of quantity (output, loss, grad, ...), the largest max-abs error relative to
         the quantity's largest magnitude over all steps."""
         out = {}
-        for step in self.steps:
-            for label, r in step.items():
+        for labels, rows in self._rows:
+            for label, (_, norm_rel) in zip(labels, rows):
                 kind = label.rsplit(" ", 1)[-1].split(".")[0]
-                out[kind] = max(out.get(kind, 0.0), r["norm_rel"])
+                out[kind] = max(out.get(kind, 0.0), norm_rel)
         return out
 
     def summary(self):
         """A readable account: steps, quantities, worst errors, drift."""
-        n_q = len(self.steps[0]) if self.steps else 0
-        lines = [f"crosscheck lockstep: {len(self.steps)} steps, {n_q} quantities per step, all matched "
+        n_q = len(self._rows[0][0]) if self._rows else 0
+        lines = [f"crosscheck lockstep: {len(self)} steps, {n_q} quantities per step, all matched "
                  f"({self.dtype}; {self._tol_text}; {'re-synchronised each step' if self.resync else 'free-running'})"]
         kinds = self.worst_by_kind()
         if kinds:
@@ -260,10 +283,13 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     ref = _Twin(model, loss, optimizer, paths, dtype=np.float64) if tol.mode == "float32-rule" else None
     free = _Twin(model, loss, optimizer, paths) if not resync else None
     trace = Trace(tol, dtype, resync)
-    buffer_owner = {}
+    buffers, buffer_labels = [], {}
     for path, m in model.named_modules():
         for bname in m._buffers:
-            buffer_owner[f"{path}.{bname}" if path else bname] = type(m).__name__
+            full = f"{path}.{bname}" if path else bname
+            buffers.append((full, (m, bname)))
+            buffer_labels[full] = f"{full} ({type(m).__name__})"
+    leaf_labels = [_label(path, m) for path, m in leaf_list]
     loss_label = f"loss ({type(loss).__name__})"
     t0 = time.perf_counter()
     previous_grads = {}
@@ -275,7 +301,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         # a wrong shape often makes a later phase fail, and the Divergence explains why)
         out = value = dpred = grads = None
         reached, error = 0, None
-        with Recorder(leaf_list) as rec:
+        with Recorder(leaf_list, keep=("outputs", "grad_inputs")) as rec:
             try:
                 optimizer.zero_grad()
                 out = model(x)
@@ -305,55 +331,52 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             if error is not None:
                 raise error from None     # bad input: handbp's own error says what is wrong
             raise
-        # -- the checks, in causal order; ``get(twin, result, key)`` reads torch's value
+        # -- the checks, in causal order: torch's value from the twin (and the float64 reference)
         checks = []
-        sides = [(twin, tw)] + ([(ref, rf)] if ref is not None else [])
-
-        def add(name, quantity, a, get, key=None, bef=None):
-            vals = [get(t, r, key) for t, r in sides]
-            checks.append(Check(name, quantity, a, vals[0], vals[1] if ref is not None else None, bef))
-
+        add = checks.append
+        both = rf is not None
         for i, (path, m) in enumerate(leaf_list):
-            if error is not None and path not in rec.outputs:
-                continue
-            add(_label(path, m), "output", rec.outputs.get(path), lambda t, r, i: r["outputs"][i], i)
-        for bname, buf in model.named_buffers():
-            add(f"{bname} ({buffer_owner[bname]})", "buffer", np.asarray(buf),
-                lambda t, r, k: to_numpy(t.model.get_buffer(k)), bname)
+            if path in rec.outputs:
+                add(Check(leaf_labels[i], "output", rec.outputs[path], tw["outputs"][i],
+                          rf["outputs"][i] if both else None))
+        for bname, (mod, attr) in buffers:
+            add(Check(buffer_labels[bname], "buffer", getattr(mod, attr), twin.views[bname],
+                      ref.views[bname] if both else None))
         if reached >= 1:
-            add(loss_label, "loss", np.float64(value), lambda t, r, _: np.float64(r["loss"]))
+            add(Check(loss_label, "loss", np.float64(value), np.float64(tw["loss"]),
+                      np.float64(rf["loss"]) if both else None))
         if dpred is not None:
-            add(loss_label, "grad_pred", dpred, lambda t, r, _: r["grad_pred"])
+            add(Check(loss_label, "grad_pred", dpred, tw["grad_pred"], rf["grad_pred"] if both else None))
         for i in reversed(range(len(leaf_list))):
-            if error is not None and leaf_list[i][0] not in rec.grad_inputs:
-                continue
-            path, m = leaf_list[i]
-            add(_label(path, m), "grad_input", rec.grad_inputs.get(path),
-                lambda t, r, i: r["grad_inputs"][i], i)
-        for n, p in (params if reached >= 2 else ()):
-            add(label[n], "grad", grads[n], lambda t, r, k: r["grads"][k], n)
-            checks[-1].previous = previous_grads.get(n)
-        for p in (opt_params if reached >= 3 else ()):
-            n = names[id(p)]
-            mine = optimizer.state.get(p, {})
-            keys = set(mine) | set(twin.optimizer.state.get(twin.mapping[p], {}))
-            for key in sorted(keys):
-                a = mine.get(key)
-                a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
-                add(label[n], f"state.{key}", a,
-                    lambda t, r, k: _state_value(t.optimizer.state.get(t.mapping[p], {}).get(k)), key)
-                checks[-1].grad = grads[n]
-        for n, p in (params if reached >= 3 else ()):
-            add(label[n], "param", p.data, lambda t, r, k: to_numpy(t.params[k]), n, before[n])
-        failing = evaluate(checks, tol)
+            path = paths[i]
+            if path in rec.grad_inputs:
+                add(Check(leaf_labels[i], "grad_input", rec.grad_inputs[path], tw["grad_inputs"][i],
+                          rf["grad_inputs"][i] if both else None))
+        if reached >= 2:
+            for n, _ in params:
+                add(Check(label[n], "grad", grads[n], tw["grads"][n], rf["grads"][n] if both else None,
+                          previous=previous_grads.get(n)))
+        if reached >= 3:
+            for p in opt_params:
+                n = names[id(p)]
+                mine = optimizer.state.get(p, {})
+                theirs = twin.optimizer.state.get(twin.mapping[p], {})
+                refs = ref.optimizer.state.get(ref.mapping[p], {}) if both else {}
+                for key in sorted(set(mine) | set(theirs)) if mine.keys() != theirs.keys() else mine:
+                    a = mine.get(key)
+                    a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
+                    add(Check(label[n], f"state.{key}", a, _state_value(theirs.get(key)),
+                              _state_value(refs.get(key)) if both else None, grad=grads[n]))
+            for n, p in params:
+                add(Check(label[n], "param", p.data, twin.views[n], ref.views[n] if both else None, before[n]))
+        result = evaluate(checks, tol)
+        failing = result.failing
         if error is not None and not failing:
             raise error
-        if not failing:
-            blown = next((c for c in checks if c.result.get("nonfinite")), None)
-            if blown is not None:
-                raise NonFiniteError(step, blown.label, blown.result["nonfinite"], blown.result["total"])
-        trace.steps.append({c.label: {k: c.result[k] for k in ("max_abs", "max_rel", "norm_rel")}
-                            for c in checks})
+        if not failing and result.nonfinite.any():
+            k = int(np.flatnonzero(result.nonfinite)[0])
+            raise NonFiniteError(step, checks[k].label, result.nonfinite[k], np.size(checks[k].a))
+        trace._record(checks, result)
         trace.losses.append(float(value))
         trace.torch_losses.append(tw["loss"])
         if free is not None:
@@ -364,7 +387,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             others = []
             for c in rest:
                 hint = diagnose(c, ctx, ratio_tol)[0]
-                others.append(f"{c.label}: max rel {c.result['max_rel']:.3g}" + (f" [{hint}]" if hint else ""))
+                others.append(f"{c.label}: max rel {max_rel(c):.3g}" + (f" [{hint}]" if hint else ""))
             if error is not None:
                 others.append(f"then handbp raised {type(error).__name__}: {error}")
             exc = Divergence(step, first, tol, ctx, others, ratio_tol)

@@ -88,14 +88,23 @@ def mirror_module(model):
     return twin
 
 
-def load_into_twin(model, twin):
-    """Copy every parameter and buffer of ``model`` into ``twin`` (same keys), in place."""
+def load_into_twin(model, twin, state=None):
+    """Copy every parameter and buffer of ``model`` into ``twin`` (same keys), in place.
+    ``state``: the twin's ``state_dict(keep_vars=True)``, when the caller keeps it."""
     torch = require_torch()
+    state = twin.state_dict(keep_vars=True) if state is None else state
     with torch.no_grad():
-        state = twin.state_dict(keep_vars=True)
-        for name, value in model.state_dict().items():
-            t = state[name]
-            t.copy_(torch.as_tensor(value, dtype=t.dtype))
+        for name, p in model.named_parameters():
+            _copy_into(state[name], p.data)
+        for name, b in model.named_buffers():
+            _copy_into(state[name], b)
+
+
+def _copy_into(tensor, value):
+    if tensor.dtype in (require_torch().float64, require_torch().float32):
+        tensor.detach().numpy()[...] = value          # a view: no new tensor
+    else:
+        tensor.copy_(require_torch().as_tensor(np.asarray(value), dtype=tensor.dtype))
 
 
 # -- built-in twins -------------------------------------------------------------------------
@@ -194,12 +203,26 @@ def mirror_optimizer(optimizer, twin):
 
 
 def load_optimizer_state(optimizer, topt, mapping):
-    """Copy handbp's optimizer state into the torch optimizer (every buffer and step counter)."""
-    topt.state.clear()
+    """Copy handbp's optimizer state into the torch optimizer (every buffer and step counter):
+    in place where torch already holds a buffer of that shape, else as a new tensor."""
+    torch = require_torch()
+    stale = set(topt.state) - {mapping[p] for p, e in optimizer.state.items() if p in mapping and e}
+    for tp in stale:
+        del topt.state[tp]
     for p, entry in optimizer.state.items():
-        if p in mapping and entry:
-            tp = mapping[p]
+        if p not in mapping or not entry:
+            continue
+        tp = mapping[p]
+        theirs = topt.state.get(tp)
+        if theirs is None or set(theirs) != set(entry):
             topt.state[tp] = {k: state_to_torch(k, v, tp) for k, v in entry.items()}
+            continue
+        for k, v in entry.items():
+            t = theirs[k]
+            if isinstance(v, np.ndarray) and isinstance(t, torch.Tensor) and t.shape == v.shape:
+                t.numpy()[...] = v
+            else:
+                theirs[k] = state_to_torch(k, v, tp)
 
 
 def mirror(obj, torch_model=None):

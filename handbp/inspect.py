@@ -22,10 +22,12 @@ def leaves(model, prefix=""):
 
 class Recorder:
     """``with Recorder(leaves(model)) as rec:`` records, per leaf path, ``inputs``, ``outputs``,
-    ``upstream`` (the dy given to backward) and ``grad_inputs`` (the dx it returned), as copies."""
+    ``upstream`` (the dy given to backward) and ``grad_inputs`` (the dx it returned), as copies;
+    ``keep`` names the ones to record."""
 
-    def __init__(self, leaf_list):
+    def __init__(self, leaf_list, keep=("inputs", "outputs", "upstream", "grad_inputs")):
         self.leaves = list(leaf_list)
+        self.keep = frozenset(keep)
         self.paths = [p for p, _ in self.leaves]
         self.inputs, self.outputs, self.upstream, self.grad_inputs = {}, {}, {}, {}
 
@@ -33,16 +35,20 @@ class Recorder:
         for path, m in self.leaves:
             fwd, bwd = m.forward, m.backward
 
-            def forward(x, _f=fwd, _p=path):
-                self.inputs[_p] = np.array(x, copy=True)
+            def forward(x, _f=fwd, _p=path, _in="inputs" in self.keep, _out="outputs" in self.keep):
+                if _in:
+                    self.inputs[_p] = np.array(x, copy=True)
                 y = _f(x)
-                self.outputs[_p] = np.array(y, copy=True)
+                if _out:
+                    self.outputs[_p] = np.array(y, copy=True)
                 return y
 
-            def backward(dy, _b=bwd, _p=path):
-                self.upstream[_p] = np.array(dy, copy=True)
+            def backward(dy, _b=bwd, _p=path, _up="upstream" in self.keep, _gi="grad_inputs" in self.keep):
+                if _up:
+                    self.upstream[_p] = np.array(dy, copy=True)
                 dx = _b(dy)
-                self.grad_inputs[_p] = None if dx is None else np.array(dx, copy=True)
+                if _gi:
+                    self.grad_inputs[_p] = None if dx is None else np.array(dx, copy=True)
                 return dx
 
             object.__setattr__(m, "forward", forward)
