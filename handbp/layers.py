@@ -76,14 +76,14 @@ class Linear(Module):
         """dW = dyᵀ x,  db = Σₙ dy,  dx = dy W."""
         x = self.last_x
         self._need_cache(x, dy, None if x is None else x.shape[:-1] + (self.out_features,))
-        if x.ndim == 1:
-            self.weight.accumulate(np.outer(dy, x))
+        if x.ndim == 1:                        # one sample: dyᵀ x is the outer product
+            self.weight.accumulate(dy[:, None] * x, fresh=True)
             if self.bias is not None:
                 self.bias.accumulate(dy)
         else:
-            self.weight.accumulate(dy.T @ x)
+            self.weight.accumulate(dy.T @ x, fresh=True)
             if self.bias is not None:
-                self.bias.accumulate(dy.sum(axis=0))
+                self.bias.accumulate(dy.sum(axis=0), fresh=True)
         return dy @ self.weight.data
 
     def config_args(self):

@@ -42,10 +42,13 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
-    def accumulate(self, g):
-        """``grad += g`` (``grad = g`` when there is none yet): torch's accumulation."""
+    def accumulate(self, g, fresh=False):
+        """``grad += g`` (``grad = g`` when there is none yet): torch's accumulation.
+
+        ``fresh=True`` says ``g`` is a new array nobody else holds, so it can become ``grad``
+        without a copy."""
         if self.grad is None:
-            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+            self.grad = g if fresh and g.dtype == self.data.dtype else np.array(g, dtype=self.data.dtype, copy=True)
         else:
             self.grad += g
 
@@ -70,15 +73,18 @@ class Module:
 
     # -- registration: assigning a Parameter or Module to an attribute registers it, as in torch
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
-        for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        object.__setattr__(self, name, value)
+        if isinstance(value, (Parameter, Module)) or name in d["_parameters"] or name in d["_modules"] \
+                or name in d["_buffers"]:
+            for table in (self._parameters, self._modules, self._buffers):
+                table.pop(name, None)
+            if isinstance(value, Parameter):
+                self._parameters[name] = value
+            elif isinstance(value, Module):
+                self._modules[name] = value
+        d[name] = value          # plain attributes (the caches) take this path alone
 
     def register_buffer(self, name, array):
         """A state array that is saved and loaded but not trained (BatchNorm's running mean)."""
