@@ -78,12 +78,16 @@ class Module:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
         if isinstance(value, (Parameter, Module)) or name in d["_parameters"] or name in d["_modules"] \
                 or name in d["_buffers"]:
+            # an array assigned to a buffer's name stays that buffer, as in torch
+            keep_buffer = name in d["_buffers"] and isinstance(value, np.ndarray)
             for table in (self._parameters, self._modules, self._buffers):
                 table.pop(name, None)
             if isinstance(value, Parameter):
                 self._parameters[name] = value
             elif isinstance(value, Module):
                 self._modules[name] = value
+            elif keep_buffer:
+                self._buffers[name] = True
         d[name] = value          # plain attributes (the caches) take this path alone
 
     def register_buffer(self, name, array):
@@ -188,10 +192,15 @@ class Module:
 
     # -- state
     def state_dict(self):
-        """``name -> copy of the array`` for every parameter, then every buffer (torch's keys)."""
-        out = OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
-        for n, b in self.named_buffers():
-            out[n] = np.array(b, copy=True)
+        """``name -> copy of the array``, module by module: each module's parameters, then its
+        buffers, then its children's (torch's keys, in torch's order)."""
+        out = OrderedDict()
+        for path, m in self.named_modules():
+            prefix = f"{path}." if path else ""
+            for n, p in m._parameters.items():
+                out[prefix + n] = p.data.copy()
+            for n in m._buffers:
+                out[prefix + n] = np.array(getattr(m, n), copy=True)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
