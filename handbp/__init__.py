@@ -5,14 +5,16 @@ with its derivative in the docstring. Layouts and names follow PyTorch, so that 
 build a torch twin and compare every step.
 """
 from . import datasets, optim
-from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
+from .dropout import Dropout
 from .errors import CallOrderError
 from .explain import explain
 from .layers import Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MeanSquaredError, MSELoss
 from .module import Module, Parameter, Sequential
 from .network import DNN, gradient_descent
+from .normalization import BatchNorm1d, LayerNorm
 from .train import TrainingDiverged, accuracy, fit
 
 __version__ = "0.1.0"
@@ -21,7 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DNN", "Sigmoid", "MeanSquaredError", "gradient_descent",
     "Parameter", "Module", "Sequential", "Linear",
-    "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax",
+    "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax", "GELU",
+    "BatchNorm1d", "LayerNorm", "Dropout",
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
     "optim", "fit", "accuracy", "datasets", "save", "load", "load_into",
     "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",

@@ -146,3 +146,117 @@ class Softmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+# -- the error function, for GELU ------------------------------------------------------------
+# NumPy has no erf and handbp does not use SciPy. This is W. J. Cody's rational Chebyshev
+# approximation ("Rational Chebyshev approximations for the error function", Math. Comp. 23, 1969),
+# with the coefficients of netlib's specfun CALERF, vectorized: relative error within a few units in
+# the last place of float64 (tests compare it with math.erf), and fast, unlike calling math.erf
+# element by element.
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
+          3.20937758913846947e03, 1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+          2.84423683343917062e03)
+_ERFC_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+           2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
+           2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
+_ERFC_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+           1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+           3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+           1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
+           6.05183413124413191e-2, 2.33520497626869185e-3)
+_SQRT_1_PI = 5.6418958354775628695e-1     # 1/√π
+# math.h's constants, which torch's GELU kernels use (M_SQRT2 · M_2_SQRTPI · ½ is one ulp above
+# the double nearest √(2/π), so we form it the same way)
+M_SQRT1_2, M_SQRT2, M_2_SQRTPI = 0.70710678118654752440, 1.41421356237309504880, 1.12837916709551257390
+
+
+def _ratio(z, num_coef, den_coef):
+    """num(z)/den(z) in Cody's Horner form: num's last coefficient leads, den is monic."""
+    k = len(den_coef)
+    num, den = num_coef[k] * z, z
+    for i in range(k - 1):
+        num = (num + num_coef[i]) * z
+        den = (den + den_coef[i]) * z
+    return (num + num_coef[k - 1]) / (den + den_coef[k - 1])
+
+
+def erf(x):
+    """erf(x) = 2/√π ∫₀ˣ e^(−t²) dt, elementwise in float64 (Cody's three intervals).
+
+    |x| ≤ 0.46875: erf(x) = x · R₁(x²). Beyond, erf(x) = sign(x)(1 − erfc(|x|)) with
+    erfc(y) = e^(−y²) R₂(y) for y ≤ 4 and e^(−y²)(1/√π − R₃(1/y²)/y²)/y above; e^(−y²) is
+    formed as e^(−s²) e^(−(y−s)(y+s)) with s = y rounded down to 1/16, so y² loses nothing.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.abs(x)
+    out = np.empty_like(x)
+    small = y <= 0.46875
+    out[small] = x[small] * _ratio(y[small] ** 2, _ERF_A, _ERF_B)
+    mid = ~small & (y <= 4.0)
+    big = y > 4.0
+    erfc = np.empty_like(y)
+    erfc[mid] = _ratio(y[mid], _ERFC_C, _ERFC_D)
+    yb = np.minimum(y[big], 30.0)              # erfc(30) underflows to 0: clipping changes nothing
+    zb = 1.0 / (yb * yb)
+    erfc[big] = (_SQRT_1_PI - zb * _ratio(zb, _ERFC_P, _ERFC_Q)) / yb
+    tail = mid | big
+    yt = np.minimum(y[tail], 30.0)
+    s = np.trunc(yt * 16.0) / 16.0
+    with np.errstate(under="ignore"):
+        e = np.exp(-s * s) * np.exp(-(yt - s) * (yt + s)) * erfc[tail]
+    out[tail] = np.copysign((0.5 - e) + 0.5, x[tail])
+    return out
+
+
+class GELU(Module):
+    """y = x Φ(x), Φ the standard normal CDF: Φ(x) = ½(1 + erf(x/√2)) (``approximate="none"``),
+    or with Φ(x) ≈ ½(1 + tanh(√(2/π)(x + 0.044715 x³))) (``approximate="tanh"``), as torch.
+
+    Derivative: dy/dx = Φ(x) + x φ(x), φ(x) = e^(−x²/2)/√(2π) the normal density (exact form);
+    for the tanh form, with u = √(2/π)(x + 0.044715 x³) and t = tanh(u),
+    dy/dx = ½(1 + t) + ½ x (1 − t²) √(2/π)(1 + 3 · 0.044715 x²).
+
+    Args:
+        approximate: ``"none"`` (default, the exact erf form) or ``"tanh"``.
+    """
+
+    KAPPA = 0.044715
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate: expected 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+        self.last_x = None      # x, for x φ(x) (or the tanh form's second term)
+        self.last_cdf = None    # Φ(x) (exact form) or t = tanh(u) (tanh form), computed by the forward
+
+    def forward(self, x):
+        """y = x Φ(x); caches x and Φ(x) (or tanh(u))."""
+        if self.approximate == "none":
+            cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2).astype(x.dtype, copy=False))
+            self.last_x, self.last_cdf = x, cdf
+            return x * cdf
+        beta = M_SQRT2 * M_2_SQRTPI * 0.5
+        t = np.tanh(beta * (x + self.KAPPA * (x * x * x)))
+        self.last_x, self.last_cdf = x, t
+        return 0.5 * x * (1.0 + t)
+
+    def backward(self, dy):
+        """dx = dy · (Φ(x) + x φ(x)); tanh form: dx = dy · (½(1 + t) + ½ x (1 − t²) √(2/π)(1 + 3κ x²))."""
+        x = self.last_x
+        self._need_cache(x, dy, None if x is None else x.shape)
+        if self.approximate == "none":
+            pdf = (M_2_SQRTPI * M_SQRT1_2 * 0.5) * np.exp(-0.5 * (x * x))
+            return dy * (self.last_cdf + x * pdf)
+        t, beta = self.last_cdf, M_SQRT2 * M_2_SQRTPI * 0.5
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * beta * (1.0 + 3.0 * self.KAPPA * (x * x)))
+
+    def config_args(self):
+        return {"approximate": self.approximate}
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"

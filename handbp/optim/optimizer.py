@@ -7,6 +7,31 @@ from ..errors import describe
 from ..module import Parameter
 
 
+def is_number(v):
+    """True for a real number (int, float or a NumPy scalar), False for bools and everything else."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_number(owner, key, v):
+    """Raise ValueError unless ``v`` is a finite real number; ``owner`` and ``key`` name it."""
+    if not is_number(v) or not np.isfinite(v):
+        raise ValueError(f"{owner}: {key}: expected a finite number, got {describe(v)}")
+
+
+def check_flag(owner, key, v):
+    """Raise TypeError unless ``v`` is a bool."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {key}: expected True or False, got {describe(v)}")
+
+
+def check_grads(param_groups):
+    """Check every gradient before any parameter moves, so a bad one changes nothing."""
+    for group in param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                check_grad(p)
+
+
 def check_grad(p):
     """Raise if a parameter's gradient does not have the parameter's shape (a wrong backward)."""
     if p.grad.shape != p.data.shape:
@@ -88,8 +113,8 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Load state saved by ``state_dict()``. Group count, sizes, state keys, shapes and dtypes
-        are all checked before anything changes."""
+        """Load state saved by ``state_dict()``. Group count, sizes, hyperparameters, state keys
+        (unexpected and missing ones), shapes and dtypes are all checked before anything changes."""
         name = type(self).__name__
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'state' and 'param_groups', "
@@ -97,47 +122,67 @@ class Optimizer:
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
             raise ValueError(f"{name}.load_state_dict: expected {len(self.param_groups)} param groups, got {len(saved)}")
-        params = []
+        new_groups, by_index = [], {}
         for k, (g, s) in enumerate(zip(self.param_groups, saved)):
             if len(s["params"]) != len(g["params"]):
                 raise ValueError(f"{name}.load_state_dict: param group {k}: expected {len(g['params'])} parameters, "
                                  f"got {len(s['params'])}")
-            params.extend(zip(s["params"], g["params"]))
-        by_index = dict(params)
+            merged = {key: copy.deepcopy(v) for key, v in s.items() if key != "params"}
+            missing = set(self.defaults) - set(merged)
+            if missing:
+                raise ValueError(f"{name}.load_state_dict: param group {k} lacks {sorted(missing)}")
+            self._check_hyperparameters(merged)
+            merged["params"] = g["params"]
+            new_groups.append(merged)
+            by_index.update((idx, (p, merged)) for idx, p in zip(s["params"], g["params"]))
         new_state = {}
         for idx, entry in state_dict["state"].items():
             if idx not in by_index:
                 raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no group holds")
-            p = by_index[idx]
-            new_entry = {}
-            for key, value in entry.items():
-                if key not in self._state_keys:
-                    raise ValueError(f"{name}.load_state_dict: parameter {idx}: unexpected state '{key}' "
-                                     f"(expected some of {sorted(self._state_keys)})")
-                if isinstance(value, np.ndarray) and key in self._array_state_keys:
-                    if value.shape != p.data.shape:
-                        raise ValueError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected shape "
-                                         f"{p.data.shape}, got {value.shape}")
-                    if value.dtype != p.data.dtype:
-                        raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected dtype "
-                                        f"{p.data.dtype}, got {value.dtype}")
-                    value = value.copy()
-                elif key in self._array_state_keys:
-                    raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected an array, "
-                                    f"got {describe(value)}")
-                new_entry[key] = value
-            new_state[p] = new_entry
-        new_groups = []
-        for g, s in zip(self.param_groups, saved):
-            merged = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
-            missing = set(self.defaults) - set(merged)
-            if missing:
-                raise ValueError(f"{name}.load_state_dict: a param group lacks {sorted(missing)}")
-            self._check_hyperparameters(merged)
-            merged["params"] = g["params"]
-            new_groups.append(merged)
+            p, group = by_index[idx]
+            new_state[p] = self._checked_state_entry(idx, entry, p, group)
         self.state = new_state
         self.param_groups = new_groups
+
+    def _checked_state_entry(self, idx, entry, p, group):
+        """A copy of one parameter's saved state, or an error naming the parameter and the key."""
+        name = type(self).__name__
+        if not hasattr(entry, "items"):
+            raise TypeError(f"{name}.load_state_dict: parameter {idx}: expected a dict of state, got {describe(entry)}")
+        required = self._required_state_keys(group)
+        missing = required - set(entry)
+        if entry and missing:
+            raise ValueError(f"{name}.load_state_dict: parameter {idx}: state lacks {sorted(missing)} "
+                             f"(with these hyperparameters {name} keeps {sorted(required)})")
+        new_entry = {}
+        for key, value in entry.items():
+            if key not in self._state_keys:
+                raise ValueError(f"{name}.load_state_dict: parameter {idx}: unexpected state '{key}' "
+                                 f"(expected some of {sorted(self._state_keys)})")
+            if key in self._array_state_keys:
+                if not isinstance(value, np.ndarray):
+                    raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected an array, "
+                                    f"got {describe(value)}")
+                if value.shape != p.data.shape:
+                    raise ValueError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected shape "
+                                     f"{p.data.shape}, got {value.shape}")
+                if value.dtype != p.data.dtype:
+                    raise TypeError(f"{name}.load_state_dict: parameter {idx}: '{key}': expected dtype "
+                                    f"{p.data.dtype}, got {value.dtype}")
+                value = value.copy()
+            elif key == "step":
+                if isinstance(value, np.ndarray) and value.ndim == 0:
+                    value = value.item()           # a scalar saved as a 0-d array
+                if not is_number(value) or not np.isfinite(value) or value < 0 or value != int(value):
+                    raise ValueError(f"{name}.load_state_dict: parameter {idx}: 'step': expected a whole "
+                                     f"number >= 0, got {describe(value)}")
+                value = float(value)
+            new_entry[key] = value
+        return new_entry
+
+    def _required_state_keys(self, group):
+        """The state keys every non-empty entry must hold under ``group``'s hyperparameters."""
+        return frozenset()
 
     _state_keys = frozenset()
     _array_state_keys = frozenset()

@@ -1,0 +1,56 @@
+"""Dropout: zero each element with probability p in training, scale the survivors by 1 / (1 − p)."""
+import numpy as np
+
+from .errors import describe
+from .module import Module
+
+
+class Dropout(Module):
+    """y = x ⊙ mask / (1 − p) in training, mask ~ Bernoulli(1 − p) elementwise; y = x in eval.
+
+    The scaling keeps E[y] = x, so eval mode needs no correction ("inverted" dropout, as torch).
+    The keep-mask is drawn from ``rng`` (an ``np.random.Generator``) and cached as ``last_mask``,
+    a boolean array of x's shape, so the same mask can be handed to a torch twin. With p = 1
+    every element is dropped and y = 0 (torch's rule; 1 / (1 − p) is never formed).
+
+    Args:
+        p: probability of dropping an element, in [0, 1] (default 0.5).
+        rng: the Generator masks are drawn from (``np.random.default_rng()`` when omitted); each
+            training forward draws ``rng.random(x.shape)`` and keeps the elements ≥ p.
+
+    Shape:
+        x and y: any shape.
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p: expected a probability in [0, 1], got {describe(p)}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"Dropout: rng: expected an np.random.Generator or None, got {describe(rng)}")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.last_mask = None      # the keep-mask (all True in eval), for dx
+        self.last_scale = None     # 1 / (1 − p) in training (0 when p = 1), 1 in eval
+
+    def forward(self, x):
+        """y = x ⊙ mask · scale; caches the mask and the scale."""
+        if self.training:
+            mask = self.rng.random(x.shape) >= self.p
+            scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
+        else:
+            mask, scale = np.ones(x.shape, dtype=bool), 1.0
+        self.last_mask, self.last_scale = mask, scale
+        return x * (mask * x.dtype.type(scale)) if self.training else x
+
+    def backward(self, dy):
+        """dx = dy ⊙ mask / (1 − p) (the same mask as the forward); dx = dy in eval."""
+        mask = self.last_mask
+        self._need_cache(mask, dy, None if mask is None else mask.shape)
+        return dy * (mask * dy.dtype.type(self.last_scale))
+
+    def config_args(self):
+        return {"p": self.p}
+
+    def extra_repr(self):
+        return f"p={self.p}"

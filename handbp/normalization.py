@@ -1,0 +1,254 @@
+"""Normalization layers: ``BatchNorm1d`` and ``LayerNorm``, torch's names, defaults and buffers.
+
+Both compute x̂ = (x − μ) / σ with σ = √(var + eps) over some axes (the batch for BatchNorm, the
+trailing features for LayerNorm), then y = γ ⊙ x̂ + β. Their backward passes share one formula.
+
+The input gradient, derived once. Let the normalization run over n values x₁ … xₙ (one channel
+of a batch, or one sample's features), μ = Σ xᵢ / n, var = Σ (xᵢ − μ)² / n (biased), and write
+ĝᵢ = dyᵢ γ for the gradient reaching x̂. Then
+
+    ∂μ/∂xⱼ = 1/n,   ∂var/∂xⱼ = 2 (xⱼ − μ) / n = 2 σ x̂ⱼ / n,   so  ∂σ/∂xⱼ = x̂ⱼ / n,
+
+    ∂x̂ᵢ/∂xⱼ = (δᵢⱼ − 1/n) / σ − (xᵢ − μ) x̂ⱼ / (n σ²) = (δᵢⱼ − 1/n − x̂ᵢ x̂ⱼ / n) / σ,
+
+and the chain rule dxⱼ = Σᵢ ĝᵢ ∂x̂ᵢ/∂xⱼ gives the compact form
+
+    dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ,
+
+three reductions and no n × n Jacobian: the gradient minus its mean (μ moves with every x) minus
+its projection on x̂ (σ does). When the statistics are constants (BatchNorm in eval mode, using
+its running estimates), only the diagonal term is left: dx = ĝ / σ.
+"""
+import numbers
+
+import numpy as np
+
+from .errors import LayerValueError
+from .module import Module, Parameter
+
+
+def _check_float(owner, key, v, low, low_open=False, high=None):
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+    ok = ok and (v > low if low_open else v >= low) and (high is None or v <= high)
+    if not ok:
+        bound = f"> {low}" if low_open else f">= {low}"
+        bound = bound if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{owner}: {key}: expected a number {bound}, got {v!r}")
+
+
+def _check_flag(owner, key, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {key}: expected True or False, got {v!r}")
+
+
+def _float_dtype(owner, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{owner}: dtype: expected a floating dtype, got {dtype}")
+    return dtype
+
+
+def normalized_backward(g_hat, xhat, inv_std, axes):
+    """dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, the means over ``axes`` (see the module docstring)."""
+    mean_g = g_hat.mean(axis=axes, keepdims=True)
+    mean_gx = (g_hat * xhat).mean(axis=axes, keepdims=True)
+    return (g_hat - mean_g - xhat * mean_gx) * inv_std
+
+
+class BatchNorm1d(Module):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel, over the batch (and length) axes.
+
+    In training mode (``train()``, the default) the mean and the biased variance of the current
+    batch normalize it, and the running estimates move toward the batch's::
+
+        running_mean ← (1 − momentum) · running_mean + momentum · mean
+        running_var  ← (1 − momentum) · running_var  + momentum · var · n / (n − 1)
+
+    the variance stored is the *unbiased* one (n values per channel), the one used to normalize is
+    the biased one, as in torch. ``num_batches_tracked`` counts training batches; with
+    ``momentum=None`` the factor is 1 / num_batches_tracked (a cumulative average). In eval mode
+    (``eval()``) the running estimates normalize, and nothing is updated. With
+    ``track_running_stats=False`` there are no running estimates and batch statistics are used in
+    both modes.
+
+    Args:
+        num_features: C, the number of channels.
+        eps: added to the variance, > 0 (default 1e-5).
+        momentum: factor of the running estimates' update, in [0, 1] or None (default 0.1).
+        affine: learn γ (``weight``, ones) and β (``bias``, zeros).
+        track_running_stats: keep ``running_mean`` (zeros), ``running_var`` (ones) and
+            ``num_batches_tracked`` (0, int64) as buffers.
+        bias: with affine, whether to learn β (torch's keyword).
+        dtype: dtype of parameters and buffers (float64 by default).
+
+    Shape:
+        x and y: ``(N, C)`` or ``(N, C, L)``; in training N (· L) must exceed 1.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+                 bias=True, dtype=np.float64):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
+            raise ValueError(f"BatchNorm1d: num_features: expected a positive integer, got {num_features!r}")
+        _check_float("BatchNorm1d", "eps", eps, 0, low_open=True)
+        if momentum is not None:
+            _check_float("BatchNorm1d", "momentum", momentum, 0, high=1)
+        for key, v in (("affine", affine), ("track_running_stats", track_running_stats), ("bias", bias)):
+            _check_flag("BatchNorm1d", key, v)
+        dtype = _float_dtype("BatchNorm1d", dtype)
+        object.__setattr__(self, "_dtype", dtype)
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype)) if affine and bias else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        self.last_xhat = None          # x̂, for dx and dW
+        self.last_inv_std = None       # 1/σ per channel (shaped to broadcast), for dx
+        self.last_batch_stats = None   # whether the batch's own statistics normalized x
+
+    def _axes(self, x):
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise LayerValueError(self, f"x: expected shape (N, {self.num_features}) or (N, {self.num_features}, L), "
+                                        f"got {x.shape}")
+        return (0,) if x.ndim == 2 else (0, 2)
+
+    def _shape(self, v, x):
+        """A per-channel vector shaped to broadcast against x: (C,) or (C, 1)."""
+        return v if x.ndim == 2 else v[:, None]
+
+    def forward(self, x):
+        """x̂ = (x − μ) / σ,  y = γ x̂ + β; caches x̂ and 1/σ. In training, updates the running estimates."""
+        axes = self._axes(x)
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
+            n = x.size // self.num_features
+            if n <= 1:
+                raise LayerValueError(self, f"x: expected more than 1 value per channel when training "
+                                            f"(torch's rule: the batch variance needs two), got input size {x.shape}")
+            mean = x.mean(axis=axes)
+            centered = x - self._shape(mean, x)
+            var_sum = (centered * centered).sum(axis=axes)
+            var = var_sum / n
+            if self.training and self.track_running_stats:
+                count = self.num_batches_tracked           # updated in place: these are the buffers
+                count += 1
+                f = 1.0 / float(count) if self.momentum is None else self.momentum
+                rm, rv = self.running_mean, self.running_var
+                rm[...] = f * mean + (1 - f) * rm
+                rv[...] = f * (var_sum / (n - 1)) + (1 - f) * rv
+        else:
+            centered = x - self._shape(self.running_mean, x)
+            var = self.running_var
+        inv_std = self._shape(1.0 / np.sqrt(var + self.eps), x).astype(x.dtype, copy=False)
+        xhat = centered * inv_std
+        self.last_xhat, self.last_inv_std, self.last_batch_stats = xhat, inv_std, batch_stats
+        y = xhat if self.weight is None else xhat * self._shape(self.weight.data, x)
+        if self.bias is not None:
+            y = y + self._shape(self.bias.data, x)
+        return y
+
+    def backward(self, dy):
+        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and L),  ĝ = dy γ,
+        dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ with batch statistics, dx = ĝ / σ with running ones."""
+        xhat = self.last_xhat
+        self._need_cache(xhat, dy, None if xhat is None else xhat.shape)
+        axes = (0,) if xhat.ndim == 2 else (0, 2)
+        if self.weight is not None:
+            self.weight.accumulate((dy * xhat).sum(axis=axes))
+        if self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=axes))
+        g_hat = dy if self.weight is None else dy * self._shape(self.weight.data, xhat)
+        if not self.last_batch_stats:
+            return g_hat * self.last_inv_std
+        return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
+
+    def config_args(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine, "track_running_stats": self.track_running_stats,
+                "bias": self.bias is not None or not self.affine}
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class LayerNorm(Module):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, the statistics over the last
+    ``len(normalized_shape)`` axes of each sample (biased variance), the same in train and eval.
+
+    Args:
+        normalized_shape: the trailing shape to normalize over (an int for the last axis).
+        eps: added to the variance, ≥ 0 (default 1e-5).
+        elementwise_affine: learn γ (``weight``, ones) and β (``bias``, zeros) of that shape.
+        bias: with elementwise_affine, whether to learn β.
+        dtype: dtype of the parameters (float64 by default).
+
+    Shape:
+        x and y: ``(*, *normalized_shape)``.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype=np.float64):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
+        try:
+            shape = tuple(shape)
+        except TypeError:
+            shape = None
+        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0 for d in shape):
+            raise ValueError(f"LayerNorm: normalized_shape: expected a positive integer or a non-empty tuple of "
+                             f"them, got {normalized_shape!r}")
+        _check_float("LayerNorm", "eps", eps, 0)
+        _check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
+        _check_flag("LayerNorm", "bias", bias)
+        dtype = _float_dtype("LayerNorm", dtype)
+        object.__setattr__(self, "_dtype", dtype)
+        self.normalized_shape, self.eps = tuple(int(d) for d in shape), eps
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine and bias else None
+        self.last_xhat = None          # x̂, for dx and dW
+        self.last_inv_std = None       # 1/σ per sample (trailing axes kept as 1), for dx
+
+    def _axes(self, x):
+        k = len(self.normalized_shape)
+        if x.ndim < k or x.shape[x.ndim - k:] != self.normalized_shape:
+            raise LayerValueError(self, f"x: expected shape (*, {', '.join(map(str, self.normalized_shape))}), "
+                                        f"got {x.shape}")
+        return tuple(range(x.ndim - k, x.ndim))
+
+    def forward(self, x):
+        """x̂ = (x − μ) / σ over the trailing axes,  y = γ x̂ + β; caches x̂ and 1/σ."""
+        axes = self._axes(x)
+        centered = x - x.mean(axis=axes, keepdims=True)
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        xhat = centered * inv_std
+        self.last_xhat, self.last_inv_std = xhat, inv_std
+        y = xhat if self.weight is None else xhat * self.weight.data
+        return y if self.bias is None else y + self.bias.data
+
+    def backward(self, dy):
+        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over the leading axes),  ĝ = dy γ,
+        dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, means over the normalized axes."""
+        xhat = self.last_xhat
+        self._need_cache(xhat, dy, None if xhat is None else xhat.shape)
+        k = len(self.normalized_shape)
+        lead, axes = tuple(range(xhat.ndim - k)), tuple(range(xhat.ndim - k, xhat.ndim))
+        if self.weight is not None:
+            self.weight.accumulate((dy * xhat).sum(axis=lead))
+        if self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=lead))
+        g_hat = dy if self.weight is None else dy * self.weight.data
+        return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
+
+    def config_args(self):
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None or not self.elementwise_affine}
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

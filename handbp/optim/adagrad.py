@@ -1,0 +1,87 @@
+"""Adagrad with torch's exact update order (lr decay, weight decay, initial accumulator, maximize)."""
+import numpy as np
+
+from .optimizer import Optimizer, check_flag, check_grads, check_number
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.), as ``torch.optim.Adagrad``.
+
+    For each parameter p with gradient g, on its step t = 1, 2, …, in this order::
+
+        g ← −g                                   if maximize
+        g ← g + weight_decay · p                 (L2 penalty, added to the gradient)
+        clr ← lr / (1 + (t − 1) · lr_decay)
+        s ← s + g²                               (sum, which starts at initial_accumulator_value)
+        p ← p − clr · g / (√s + eps)
+
+    eps is added outside the square root; the learning-rate decay uses t − 1, so the first step
+    uses lr itself.
+
+    Args:
+        params: iterable of Parameters, or of dicts (parameter groups).
+        lr: learning rate (default 1e-2), ≥ 0.
+        lr_decay: (default 0), ≥ 0.
+        weight_decay: L2 penalty (default 0), ≥ 0.
+        initial_accumulator_value: the starting value of every element of ``sum`` (default 0), ≥ 0.
+        eps: added to the denominator (default 1e-10), ≥ 0.
+        maximize: ascend instead of descend.
+
+    State per parameter, created here in the constructor as torch does (not on the first step):
+    ``step`` (a float, 0.0) and ``sum`` (filled with initial_accumulator_value). A parameter
+    without a gradient is skipped, its step not counted.
+    """
+
+    _state_keys = frozenset({"step", "sum"})
+    _array_state_keys = frozenset({"sum"})
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group)
+
+    def _init_state(self, p, group):
+        self.state[p] = {"step": 0.0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
+
+    def _check_hyperparameters(self, g):
+        for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            check_number("Adagrad", key, g[key])
+        if not 0.0 <= g["lr"]:
+            raise ValueError(f"Invalid learning rate: {g['lr']} (lr: expected >= 0)")
+        if not 0.0 <= g["lr_decay"]:
+            raise ValueError(f"Invalid lr_decay value: {g['lr_decay']} (lr_decay: expected >= 0)")
+        if not 0.0 <= g["weight_decay"]:
+            raise ValueError(f"Invalid weight_decay value: {g['weight_decay']} (weight_decay: expected >= 0)")
+        if not 0.0 <= g["initial_accumulator_value"]:
+            raise ValueError(f"Invalid initial_accumulator_value value: {g['initial_accumulator_value']} "
+                             "(initial_accumulator_value: expected >= 0)")
+        if not 0.0 <= g["eps"]:
+            raise ValueError(f"Invalid epsilon value: {g['eps']} (eps: expected >= 0)")
+        check_flag("Adagrad", "maximize", g["maximize"])
+
+    def _required_state_keys(self, group):
+        return frozenset({"step", "sum"})
+
+    def step(self):
+        """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
+        check_grads(self.param_groups)
+        for group in self.param_groups:
+            lr, lr_decay, eps, wd = group["lr"], group["lr_decay"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                if not state:                      # a group added after construction: as torch, lazily
+                    self._init_state(p, group)
+                    state = self.state[p]
+                state["step"] += 1
+                g = -p.grad if group["maximize"] else p.grad
+                if wd != 0:
+                    g = g + wd * p.data
+                clr = lr / (1 + (state["step"] - 1) * lr_decay)
+                s = state["sum"]
+                s += g * g
+                p.data += -clr * (g / (np.sqrt(s) + eps))

@@ -1,0 +1,121 @@
+"""Adam, with torch's exact update order (coupled or decoupled weight decay, AMSGrad, maximize)."""
+import numpy as np
+
+from .optimizer import Optimizer, check_flag, check_grads, check_number
+
+
+def lerp_(start, end, weight):
+    """``start ← start + weight · (end − start)`` in place, evaluated as torch's ``lerp_`` is:
+    from ``start`` when |weight| < 0.5, else from ``end`` as ``end − (end − start)(1 − weight)``
+    (the same value in exact arithmetic; the two roundings differ, so we round as torch does)."""
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
+    return start
+
+
+def check_adam_hyperparameters(owner, g):
+    """torch's checks for Adam and AdamW (its messages, plus the argument's expected range)."""
+    for key in ("lr", "eps", "weight_decay"):
+        check_number(owner, key, g[key])
+    betas = g["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{owner}: betas: expected a pair (beta1, beta2), got {betas!r}")
+    for i, b in enumerate(betas):
+        check_number(owner, f"betas[{i}]", b)
+    if not 0.0 <= g["lr"]:
+        raise ValueError(f"Invalid learning rate: {g['lr']} (lr: expected >= 0)")
+    if not 0.0 <= g["eps"]:
+        raise ValueError(f"Invalid epsilon value: {g['eps']} (eps: expected >= 0)")
+    for i, b in enumerate(betas):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas[{i}]: expected in [0, 1))")
+    if not 0.0 <= g["weight_decay"]:
+        raise ValueError(f"Invalid weight_decay value: {g['weight_decay']} (weight_decay: expected >= 0)")
+    for key in ("amsgrad", "maximize", "decoupled_weight_decay"):
+        check_flag(owner, key, g[key])
+    g["betas"] = tuple(betas)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as ``torch.optim.Adam``.
+
+    For each parameter p with gradient g, on step t = 1, 2, …, in this order::
+
+        g ← −g                                   if maximize
+        p ← p · (1 − lr · weight_decay)          if decoupled_weight_decay (AdamW)
+        g ← g + weight_decay · p                 otherwise (L2 penalty, added to the gradient)
+        m ← m + (1 − β₁)(g − m)                  (torch's lerp; = β₁ m + (1 − β₁) g)
+        v ← β₂ v + (1 − β₂) g²
+        v_max ← max(v_max, v)                    if amsgrad, and v_max replaces v below
+        p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + eps)
+
+    Note where eps goes: it is added *after* √v is divided by √(1 − β₂ᵗ), so it is not scaled by
+    the bias correction; and the bias correction of m is folded into the step size.
+
+    Args:
+        params: iterable of Parameters, or of dicts (parameter groups).
+        lr: learning rate (default 1e-3), ≥ 0.
+        betas: (β₁, β₂), each in [0, 1) (default (0.9, 0.999)).
+        eps: added to the denominator (default 1e-8), ≥ 0.
+        weight_decay: ≥ 0 (default 0); an L2 penalty unless ``decoupled_weight_decay``.
+        amsgrad: use the running maximum of v (AMSGrad).
+        maximize: ascend instead of descend.
+        decoupled_weight_decay: shrink p directly, as AdamW (torch ≥ 2.6 has this argument too).
+
+    State per parameter, created on its first step: ``step`` (a float; torch keeps a float32
+    scalar tensor), ``exp_avg`` (m), ``exp_avg_sq`` (v), and ``max_exp_avg_sq`` with amsgrad.
+    """
+
+    _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+    _array_state_keys = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+        self.defaults["betas"] = tuple(self.defaults["betas"])
+
+    def _check_hyperparameters(self, g):
+        check_adam_hyperparameters(type(self).__name__, g)
+
+    def _required_state_keys(self, group):
+        keys = {"step", "exp_avg", "exp_avg_sq"}
+        return frozenset(keys | {"max_exp_avg_sq"} if group["amsgrad"] else keys)
+
+    def step(self):
+        """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
+        check_grads(self.param_groups)
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state["step"] = 0.0
+                    state["exp_avg"] = np.zeros_like(p.data)
+                    state["exp_avg_sq"] = np.zeros_like(p.data)
+                    if group["amsgrad"]:
+                        state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                g = -p.grad if group["maximize"] else p.grad
+                state["step"] += 1
+                t = state["step"]
+                if wd != 0:
+                    if group["decoupled_weight_decay"]:
+                        p.data *= 1 - lr * wd
+                    else:
+                        g = g + wd * p.data
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                lerp_(m, g, 1 - beta1)
+                v *= beta2
+                v += (1 - beta2) * g * g
+                step_size = lr / (1 - beta1 ** t)
+                bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
+                if group["amsgrad"]:
+                    v_max = state["max_exp_avg_sq"]
+                    np.maximum(v_max, v, out=v_max)
+                    v = v_max
+                denom = np.sqrt(v) / bias_correction2_sqrt + eps
+                p.data += -step_size * (m / denom)
