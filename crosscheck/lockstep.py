@@ -123,11 +123,14 @@ class _Twin:
         self.optimizer.step()
         return result
 
-    def resync(self, model, optimizer):
-        for n, p in model.named_parameters():
-            self.views[n][...] = p.data
-        for n, b in model.named_buffers():
-            self.views[n][...] = b
+    def resync(self, params, buffers, optimizer):
+        """Copy handbp's parameters, buffers (``(name, (module, attribute))``) and optimizer state
+        into the twin, in place."""
+        views = self.views
+        for n, p in params:
+            views[n][...] = p.data
+        for n, (m, attr) in buffers:
+            views[n][...] = getattr(m, attr)
         load_optimizer_state(optimizer, self.optimizer, self.mapping)
         load_optimizer_state(optimizer, self.optimizer, self.mapping)
 
@@ -153,9 +156,12 @@ class Trace:
 
     def _record(self, checks, result):
         """Keep one step's errors compactly (the labels once while they repeat, numbers as arrays)."""
-        labels = [c.label for c in checks]
-        if self._rows and self._rows[-1][0] == labels:
-            labels = self._rows[-1][0]
+        last = self._rows[-1][0] if self._rows else None
+        if last is not None and len(last) == len(checks) and all(
+                c.name == l[:len(c.name)] and l.endswith(c.quantity) for c, l in zip(checks, last)):
+            labels = last
+        else:
+            labels = [c.label for c in checks]
         self._rows.append((labels, list(zip(result.max_abs.tolist(), result.norm_rel.tolist()))))
 
     @property
@@ -398,9 +404,9 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 raise exc
             return trace
         previous_grads = grads or {}
-        twin.resync(model, optimizer)
+        twin.resync(params, buffers, optimizer)
         if ref is not None:
-            ref.resync(model, optimizer)
+            ref.resync(params, buffers, optimizer)
     trace.divergence = None
     trace.elapsed = time.perf_counter() - t0
     return trace
