@@ -13,6 +13,7 @@
 import argparse
 import os
 import random
+import sys
 import zlib
 
 import numpy as np
@@ -128,10 +129,11 @@ class Checker:
     """What the ``crosscheck`` fixture gives a test: the settings from options and marker, an rng,
     data generation, and ``lockstep`` with those settings."""
 
-    def __init__(self, steps, dtype, rtol, atol, resync, seed, nodeid):
+    def __init__(self, steps, dtype, rtol, atol, resync, seed, nodeid, threads=None):
         self.steps, self.dtype = int(steps), np.dtype(dtype)
         self.rtol, self.atol, self.resync = rtol, atol, resync
         self.seed, self.nodeid = seed, nodeid
+        self.threads = threads          # an xdist worker's thread cap, None when not capped
         self.rng = np.random.default_rng(seed)
 
     def data(self, model, loss, batch=4, steps=None):
@@ -162,7 +164,10 @@ class Checker:
     def lockstep(self, model, loss, optimizer, data=None, **overrides):
         """``crosscheck.lockstep`` with this test's tolerances; data generated when omitted."""
         from .lockstep import lockstep
-        _cap_torch_threads()
+        if self.threads:
+            from ._torch import require_torch
+            require_torch()             # imported now, so that the cap reaches it
+            _cap_torch_threads(self.threads)
         kwargs = dict(rtol=self.rtol, atol=self.atol, resync=self.resync)
         kwargs.update(overrides)
         if data is None:
@@ -170,15 +175,17 @@ class Checker:
         return lockstep(model, loss, optimizer, data, **kwargs)
 
 
-_torch_capped = []
+def _cap_torch_threads(n):
+    """Hold torch's intra-op pool to ``n`` threads, once torch is imported (the plugin never
+    imports it itself). Applied before every test on a worker, so no test inherits a change that an
+    earlier one made, and the cap reaches tests that call torch or ``crosscheck.lockstep`` directly."""
+    torch = sys.modules.get("torch")
+    if n and torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
-def _cap_torch_threads():
-    n = os.environ.get("CROSSCHECK_WORKER_THREADS")
-    if n and not _torch_capped:
-        import torch
-        torch.set_num_threads(int(n))
-        _torch_capped.append(True)
+def pytest_runtest_setup(item):
+    _cap_torch_threads(getattr(item.config, "_crosscheck_threads", None))
 
 
 @pytest.fixture
@@ -196,10 +203,8 @@ def crosscheck(request):
             raise pytest.UsageError(f"crosscheck marker: unknown arguments {sorted(unknown)}; "
                                     f"expected some of {sorted(settings)}")
         settings.update(marker.kwargs)
-    threads = getattr(request.config, "_crosscheck_threads", None)
-    if threads:
-        os.environ["CROSSCHECK_WORKER_THREADS"] = str(threads)
-    return Checker(seed=seed_for(request.config, request.node.nodeid), nodeid=request.node.nodeid, **settings)
+    return Checker(seed=seed_for(request.config, request.node.nodeid), nodeid=request.node.nodeid,
+                   threads=getattr(request.config, "_crosscheck_threads", None), **settings)
 
 
 @pytest.hookimpl(hookwrapper=True)
