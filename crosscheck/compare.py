@@ -341,8 +341,10 @@ class Divergence(AssertionError):
     ``hint``, ``diagnosis``, ``factor``, ``mismatched``, ``total``, ``others`` (list of str).
     """
 
-    def __init__(self, step, check, tol, context=None, others=(), ratio_tol=1e-6):
+    def __init__(self, step, check, tol, context=None, others=(), ratio_tol=1e-6, mismatched_quantities=None):
         self.step = int(step)
+        # every kind of quantity that mismatched at this step (the first one included), for grading
+        self.mismatched_quantities = list(mismatched_quantities or [check.quantity])
         self.name, self.quantity = check.name, check.quantity
         self.tolerance = tol.to_dict()
         self._tol_text = tol.describe()
@@ -395,7 +397,8 @@ class Divergence(AssertionError):
     def to_dict(self):
         """Every field as plain Python types."""
         keys = ("step", "name", "quantity", "shape", "index", "handbp_value", "torch_value", "reference_value",
-                "max_abs", "max_rel", "tolerance", "hint", "diagnosis", "factor", "mismatched", "total", "others")
+                "max_abs", "max_rel", "tolerance", "hint", "diagnosis", "factor", "mismatched", "total", "others",
+                "mismatched_quantities")
         return {k: getattr(self, k) for k in keys}
 
     def __reduce__(self):

@@ -262,6 +262,8 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     Returns:
         Trace. Raises Divergence (an AssertionError) at the first mismatch.
     """
+    if collector is not None:      # a harness (the grading plugin) is watching this test's runs
+        collector.append(None)
     torch = require_torch()
     if not isinstance(model, hb.Module):
         raise TypeError(f"lockstep: model: expected a handbp Module, got {type(model).__name__}")
@@ -396,7 +398,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 others.append(f"{c.label}: max rel {max_rel(c):.3g}" + (f" [{hint}]" if hint else ""))
             if error is not None:
                 others.append(f"then handbp raised {type(error).__name__}: {error}")
-            exc = Divergence(step, first, tol, ctx, others, ratio_tol)
+            exc = Divergence(step, first, tol, ctx, others, ratio_tol, [c.quantity for c in failing])
             exc.__cause__ = error
             trace.divergence = exc
             trace.elapsed = time.perf_counter() - t0
@@ -409,7 +411,12 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             ref.resync(params, buffers, optimizer)
     trace.divergence = None
     trace.elapsed = time.perf_counter() - t0
+    if collector is not None:
+        collector[-1] = trace
     return trace
+
+
+collector = None   # a list set by a harness: each lockstep run appends its trace (None until it passes)
 
 
 def _state_value(v):

@@ -143,10 +143,11 @@ class Checker:
         y: class indices for CrossEntropyLoss, values in [0, 1] for BCEWithLogitsLoss, N(0, 1)
         otherwise, shaped like the model's output.
         """
-        first = next((m for _, m in model.named_modules() if isinstance(m, hb.Linear)), None)
-        if first is None:
-            raise ValueError("Checker.data: the model has no Linear layer to read the input size from; "
-                             "build the data yourself")
+        from handbp.inspect import leaves
+        first = leaves(model)[0][1]
+        if not isinstance(getattr(first, "in_features", None), int):
+            raise ValueError(f"Checker.data: the model's first layer ({type(first).__name__}) has no integer "
+                             "in_features to size the input from; build the data yourself")
         shape = (first.in_features,) if batch is None else (batch, first.in_features)
         out_shape = model(self.rng.normal(size=shape).astype(model.dtype)).shape
         batches = []
