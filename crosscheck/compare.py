@@ -5,7 +5,8 @@ Tolerances (``default_tolerance``)
 ----------------------------------
 float64, element-wise as ``torch.testing.assert_close``: ``|h − t| ≤ atol + rtol·|t|`` with
 ``rtol = 1e-9`` and, unless given, ``atol = 1e-9 · max|t|`` (scaled by the quantity's largest
-magnitude). Why: with the twin re-synchronised every step, the two sides differ only by the rounding
+magnitude, and never below 1e-13 of the largest magnitude of its kind at that step, see
+``_scaled_atol``). Why: with the twin re-synchronised every step, the two sides differ only by the rounding
 of one step, measured at ~1e-12 relative here (summation order in BLAS vs torch); 1e-9 leaves a
 1000× margin against flakiness while any real bug (a wrong factor, a missing term, an ε in the wrong
 place) differs by 1e-6 or far more. The atol is scaled because gradients can be tiny (the notebook's
@@ -131,6 +132,24 @@ def evaluate(checks, tol):
     return res
 
 
+NOISE = 1e-13   # below this fraction of the largest value of its kind, a difference is rounding noise
+
+
+def _scaled_atol(flat, scale, tol):
+    """The default atol: rtol × the quantity's largest magnitude, and at least ``NOISE`` × the
+    largest magnitude among quantities of its kind (all gradients, all outputs, ...) at this step.
+
+    The floor matters for a quantity that is exactly zero in exact arithmetic and so is pure
+    rounding noise on both sides (the gradient of a bias feeding a BatchNorm, which removes any
+    shift): relative to itself that noise is 100%, relative to the step's other gradients it is
+    ~1e-16."""
+    kinds = {}
+    ids = np.array([kinds.setdefault(c.quantity.split(".")[0], len(kinds)) for c in flat])
+    peak = np.zeros(len(kinds))
+    np.maximum.at(peak, ids, np.where(np.isfinite(scale), scale, 0.0))
+    return np.maximum(tol.rtol * scale, NOISE * peak[ids])
+
+
 def _evaluate_flat(flat, where, tol, res):
     sizes = np.array([c.b.size for c in flat])
     offsets = np.zeros(len(flat), dtype=np.intp)
@@ -148,7 +167,7 @@ def _evaluate_flat(flat, where, tol, res):
             thr_q = tol.factor * peak(np.abs(B - R), offsets) + tol.floor * peak(np.abs(R), offsets)
             fast = peak(np.abs(A - R), offsets) <= thr_q
         else:
-            atol_q = tol.rtol * scale if tol.atol is None else np.full(len(flat), tol.atol)
+            atol_q = _scaled_atol(flat, scale, tol) if tol.atol is None else np.full(len(flat), tol.atol)
             fast = max_abs <= atol_q
     if fast.all() and np.isfinite(max_abs).all() and np.isfinite(scale).all():
         bad = None
@@ -171,7 +190,7 @@ def _evaluate_flat(flat, where, tol, res):
                 thr_q = tol.factor * peak(e_t, offsets) + tol.floor * peak(absr, offsets)
                 bad = ~(e_hb <= np.repeat(thr_q, sizes))
             else:
-                atol_q = tol.rtol * scale if tol.atol is None else np.full(len(flat), tol.atol)
+                atol_q = _scaled_atol(flat, scale, tol) if tol.atol is None else np.full(len(flat), tol.atol)
                 bad = ~(d <= np.repeat(atol_q, sizes) + tol.rtol * absb)
             bad &= np.isfinite(A) | np.isfinite(B)       # non-finite on both sides: reported apart
             max_abs = peak(d, offsets)
