@@ -38,6 +38,9 @@ CASES = {
     "Adagrad-weight_decay": dict(weight_decay=0.1),
     "Adagrad-initial": dict(initial_accumulator_value=0.5, eps=1e-3),
     "Adagrad-maximize": dict(maximize=True, lr_decay=0.1),
+    # torch fills every sum from the constructor's value, whatever a group says
+    "Adagrad-group-initial": dict(initial_accumulator_value=0.2, group2=dict(initial_accumulator_value=3.0)),
+    "RMSprop-group-centered": dict(group2=dict(centered=True, momentum=0.4)),
 }
 
 SHAPES = [(3, 4), (3,), (2, 3)]
@@ -45,11 +48,11 @@ SHAPES = [(3, 4), (3,), (2, 3)]
 
 def optimizers(case, ours, theirs):
     """The handbp optimizer and its torch twin, two param groups (the second with its own lr)."""
-    name, hyper = case.split("-")[0], CASES[case]
-    lr2 = 0.03
+    name, hyper = case.split("-")[0], dict(CASES[case])
+    group2 = {"lr": 0.03, **hyper.pop("group2", {})}
 
     def groups(ps):
-        return [{"params": ps[:2]}, {"params": ps[2:], "lr": lr2}]
+        return [{"params": ps[:2]}, {"params": ps[2:], **group2}]
 
     return (getattr(hb.optim, name)(groups(ours), **hyper),
             getattr(torch.optim, name)(groups(theirs), **hyper, foreach=False))

@@ -29,7 +29,9 @@ class Adagrad(Optimizer):
 
     State per parameter, created here in the constructor as torch does (not on the first step):
     ``step`` (a float, 0.0) and ``sum`` (filled with initial_accumulator_value). A parameter
-    without a gradient is skipped, its step not counted.
+    without a gradient is skipped, its step not counted. Like torch, ``sum`` is always filled with
+    the constructor's initial_accumulator_value: a param group's own value is kept in the group
+    but not used.
     """
 
     _state_keys = frozenset({"step", "sum"})
@@ -41,10 +43,10 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, group)
+                self._init_state(p)
 
-    def _init_state(self, p, group):
-        self.state[p] = {"step": 0.0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
+    def _init_state(self, p):
+        self.state[p] = {"step": 0.0, "sum": np.full_like(p.data, self.defaults["initial_accumulator_value"])}
 
     def _check_hyperparameters(self, g):
         for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -75,7 +77,7 @@ class Adagrad(Optimizer):
                     continue
                 state = self.state.get(p)
                 if not state:                      # a group added after construction: as torch, lazily
-                    self._init_state(p, group)
+                    self._init_state(p)
                     state = self.state[p]
                 state["step"] += 1
                 g = -p.grad if group["maximize"] else p.grad
