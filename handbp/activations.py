@@ -7,10 +7,13 @@ from .module import Module
 
 
 def sigmoid(x):
-    """σ(x) = 1 / (1 + e⁻ˣ), evaluated without overflow: with e = e^(−|x|) ≤ 1,
-    σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+    """σ(x) = 1 / (1 + e⁻ˣ), torch's formula, in three array operations.
+
+    For x below about −709 (−88 in float32) e⁻ˣ overflows to inf and the result is 1/inf = 0,
+    which is σ(x) to within the smallest positive float; that overflow is expected, so its
+    warning is silenced. Large positive x give e⁻ˣ = 0 and σ = 1. No NaN for any finite x."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 class Sigmoid(Module):
