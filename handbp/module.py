@@ -21,7 +21,10 @@ class Parameter:
     """A trainable array and its gradient.
 
     Attributes:
-        data: the values (an ndarray, updated in place by optimizers).
+        data: the values (a C-contiguous ndarray, a copy of what was given, updated in place by
+            optimizers). Contiguous as torch's parameters are: the notebook's init draws W as
+            (in, out) and transposes it, and a transposed array made every in-place update and
+            gradient sum mix two memory orders, several times slower on small layers.
         grad: dL/d(data) accumulated by backward passes, or ``None`` before the first one and after
             ``zero_grad()`` (as in torch, where ``zero_grad`` sets gradients to None).
     """
@@ -29,7 +32,7 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
-        self.data = np.array(data, copy=True)
+        self.data = np.array(data, copy=True, order="C")
         if self.data.dtype.kind != "f":
             raise TypeError(f"Parameter: expected floating-point data, got dtype {self.data.dtype}")
         self.grad = None
