@@ -50,7 +50,8 @@ def run(args):
         import crosscheck as cc
         import torch
     except ImportError as e:
-        print(f"crosscheck needs torch ({e}); showing handbp alone. Install with: pip install \"handbp[torch]\"")
+        print(f"the cross-check needs crosscheck and torch ({e}); showing handbp alone. "
+              "Install torch with: pip install \"handbp[torch]\"")
         args.no_torch = True
         return run(args)
     # the same cell again, this time in lockstep with the torch twin
