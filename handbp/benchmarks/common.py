@@ -23,10 +23,22 @@ def fix_threads(n):
     return f"threads: numpy/BLAS={n} ({how}), torch={n}"
 
 
+def cpu_name():
+    """The processor's model name (from /proc/cpuinfo on Linux), or the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_line():
     import numpy as np
-    return (f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
-            f"numpy {np.__version__}")
+    return (f"machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} cpus, "
+            f"python {platform.python_version()}, numpy {np.__version__}")
 
 
 def median_time(fn, repeats, warmup=1, min_time=0.0):

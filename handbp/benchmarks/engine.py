@@ -7,7 +7,9 @@ process, interleaved round by round, with the same dtype and thread count.
 """
 import datetime
 import json
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -108,6 +110,11 @@ def make_steps(depth, width, batch, dtype, rng):
             topt.step()
     except ImportError:
         pass
+    # what each step updates, so that a test can check that the three do the same maths
+    handbp_step.state = model
+    minimal_step.state = (Ws, bs)
+    if torch_step is not None:
+        torch_step.state = net
     params = sum(p.data.size for p in model.parameters())
     return {"handbp": handbp_step, "torch": torch_step, "minimal": minimal_step}, params
 
@@ -125,8 +132,12 @@ def _block(fn, min_time):
         n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
 
 
-def measure(sizes, repeats, min_time, dtype, progress=True):
+def measure(sizes, repeats, min_time, dtype, progress=None):
+    """One row per size: median seconds per step of each method, median per-round ratios, and the
+    per-round figures themselves (``rounds``). A progress bar only when stderr is a terminal."""
     rows = []
+    if progress is None:
+        progress = sys.stderr.isatty()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -148,10 +159,18 @@ def measure(sizes, repeats, min_time, dtype, progress=True):
             ratios["torch/handbp"] = statistics.median(t / h for t, h in zip(times["torch"], times["handbp"]))
         ratios["handbp/minimal"] = statistics.median(h / m for h, m in zip(times["handbp"], times["minimal"]))
         rows.append({"depth": depth, "width": width, "batch": batch, "params": params, "seconds": med,
-                     "ratios": ratios})
+                     "ratios": ratios, "rounds": times})
     if bar is not None:
         bar.close()
     return rows
+
+
+def _torch_version():
+    try:
+        import torch
+    except ImportError:
+        return "torch not installed"
+    return f"torch {torch.__version__} eager"
 
 
 def _fmt(seconds):
@@ -166,12 +185,14 @@ def run(args):
     if not args.min_time > 0:
         raise ValueError(f"--min-time: expected seconds > 0, got {args.min_time}")
     sizes = parse_sizes(args.sizes)
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise ValueError(f"--json: expected a path in an existing folder, got {args.json!r}")
     threads = fix_threads(args.threads)
     rows = measure(sizes, args.repeats, args.min_time, args.dtype)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"handbp bench engine — {when}")
     print(machine_line())
-    print(f"{threads}; dtype {args.dtype}; median of {args.repeats} interleaved rounds")
+    print(f"{threads}; dtype {args.dtype}; median of {args.repeats} interleaved rounds; {_torch_version()}")
     print("one training step: zero_grad, forward, ½·mean((h−y)²), backward, SGD; the notebook's sigmoid DNN")
     print(f"{'depth':>5} {'width':>5} {'batch':>5} {'params':>9} {'handbp':>12} {'torch':>12} {'minimal':>12} "
           f"{'torch/handbp':>12} {'handbp/minimal':>14}")
@@ -181,9 +202,11 @@ def run(args):
         tr = f"{q['torch/handbp']:11.2f}×" if "torch/handbp" in q else "         n/a"
         print(f"{r['depth']:>5} {r['width']:>5} {r['batch']:>5} {r['params']:>9} {_fmt(s['handbp']):>12} "
               f"{torch_t:>12} {_fmt(s['minimal']):>12} {tr:>12} {q['handbp/minimal']:13.2f}×")
-    print("batch 1 = one unbatched sample (10 features in, 2 out); batched rows use width features in and out")
+    print("batch 1 = one unbatched sample (10 features in, 2 out); batched rows use width features in and out; "
+          "weights from torch's default init, the same in all three")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": when, "machine": machine_line(), "threads": threads, "dtype": args.dtype,
+                       "torch": _torch_version(), "repeats": args.repeats, "min_time": args.min_time,
                        "rows": rows}, f, indent=2)
     return 0
