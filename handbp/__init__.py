@@ -4,7 +4,7 @@ Every layer's ``forward`` caches what its ``backward`` needs; every ``backward``
 with its derivative in the docstring. Layouts and names follow PyTorch, so that ``crosscheck`` can
 build a torch twin and compare every step.
 """
-from . import datasets, optim
+from . import datasets, numerical, optim
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
 from .dropout import Dropout
@@ -26,6 +26,6 @@ __all__ = [
     "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax", "GELU",
     "BatchNorm1d", "LayerNorm", "Dropout",
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
-    "optim", "fit", "accuracy", "datasets", "save", "load", "load_into",
+    "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
     "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",
 ]
