@@ -1,7 +1,7 @@
 """Stochastic gradient descent with torch's exact semantics."""
 import numpy as np
 
-from .optimizer import Optimizer, check_grad
+from .optimizer import Optimizer, check_grads
 
 
 class SGD(Optimizer):
@@ -48,13 +48,14 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def step(self):
-        """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
+        """Update every parameter that has a gradient (parameters with ``grad`` None are skipped).
+        Every gradient's shape is checked first, so a wrong one leaves all parameters unchanged."""
+        check_grads(self.param_groups)
         for group in self.param_groups:
             lr, mu, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                check_grad(p)
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
                     g = g + wd * p.data
