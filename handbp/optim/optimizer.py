@@ -24,6 +24,16 @@ def check_flag(owner, key, v):
         raise TypeError(f"{owner}: {key}: expected True or False, got {describe(v)}")
 
 
+def plain(v):
+    """A hyperparameter as a Python number (a tuple's items too): a NumPy scalar would promote a
+    float32 parameter's arithmetic, since ``np.float64(0.1) * float32_array`` is float64."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple):
+        return tuple(plain(i) for i in v)
+    return v
+
+
 def check_grads(param_groups):
     """Check every gradient before any parameter moves, so a bad one changes nothing."""
     for group in param_groups:
@@ -75,8 +85,8 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError(f"{type(self).__name__}: some parameters appear in more than one group")
-        full = dict(self.defaults)
-        full.update({k: v for k, v in group.items() if k != "params"})
+        full = {k: plain(v) for k, v in self.defaults.items()}
+        full.update({k: plain(v) for k, v in group.items() if k != "params"})
         self._check_hyperparameters(full)
         full["params"] = params
         self.param_groups.append(full)
@@ -127,7 +137,7 @@ class Optimizer:
             if len(s["params"]) != len(g["params"]):
                 raise ValueError(f"{name}.load_state_dict: param group {k}: expected {len(g['params'])} parameters, "
                                  f"got {len(s['params'])}")
-            merged = {key: copy.deepcopy(v) for key, v in s.items() if key != "params"}
+            merged = {key: plain(copy.deepcopy(v)) for key, v in s.items() if key != "params"}
             missing = set(self.defaults) - set(merged)
             if missing:
                 raise ValueError(f"{name}.load_state_dict: param group {k} lacks {sorted(missing)}")
