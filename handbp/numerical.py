@@ -484,12 +484,14 @@ def compare_gradients(analytic, numerical, *, atol, rtol, modules=None):
     return results
 
 
-def format_report(results, *, atol, rtol, eps, dtype):
-    """The table gradcheck prints: one line per parameter, the worst element of each failing one."""
+def format_report(results, *, atol, rtol, eps, dtype, loss_value=None):
+    """The table gradcheck prints: one line per parameter, the worst element of each failing one.
+    ``loss_value``: L(θ), when the atol was scaled by it (gradcheck's default)."""
     failing = [r for r in results if r["failed"]]
+    scaled = "" if loss_value is None else f" = 1e-8 · max(1, |L|), L = {loss_value:.4g}"
     head = (f"gradcheck {'failed' if failing else 'passed'}: {len(failing)} of {len(results)} parameters have "
             f"elements with |backprop − numerical| > atol + rtol·max(|backprop|, |numerical|) "
-            f"(atol={atol:g}, rtol={rtol:g}, eps={eps:g}, {dtype})")
+            f"(atol={atol:.3g}{scaled}, rtol={rtol:g}, eps={eps:g}, {dtype})")
     width = max(len(f"{r['name']} ({r['module']})" if r["module"] else r["name"]) for r in results)
     lines = [head, f"  {'parameter':<{width}}  {'shape':<12} {'max rel. error':>14}  failing"]
     for r in results:
@@ -548,6 +550,7 @@ def gradcheck(model, loss, x, y, *, eps=1e-6, atol=None, rtol=1e-5, raise_except
         raise TypeError(f"{owner}: loss: expected a handbp loss with a backward(), got {describe(loss)}")
     x = check_finite(as_float_array(x, "x", dtype), "x")
     numerical, value = _gradient(model, loss, x, y, eps, method, owner)     # checks x, y and the loss first
+    scaled_by = value if atol is None else None
     if atol is None:
         atol = 1e-8 * max(1.0, abs(value))
     saved = [(p, p.grad) for _, p in named]
@@ -564,7 +567,7 @@ def gradcheck(model, loss, x, y, *, eps=1e-6, atol=None, rtol=1e-5, raise_except
     results = compare_gradients(analytic, numerical, atol=atol, rtol=rtol, modules=modules)
     if not any(r["failed"] for r in results):
         return True
-    report = format_report(results, atol=atol, rtol=rtol, eps=eps, dtype=dtype)
+    report = format_report(results, atol=atol, rtol=rtol, eps=eps, dtype=dtype, loss_value=scaled_by)
     if raise_exception:
         raise GradcheckError(report, results)
     warnings.warn(report, UserWarning, stacklevel=2)

@@ -223,6 +223,8 @@ def test_gradcheck_reports_the_parameter_and_the_worst_element(rng):
     loss = hb.MSELoss()
     assert gradcheck(model, loss, x, y)
     buggy(model, "2")
+    loss(model(x), y)
+    model.backward(loss.backward())                                     # gradients that must survive
     grads_before = [p.grad for p in model.parameters()]
     with pytest.raises(GradcheckError) as info:
         gradcheck(model, loss, x, y)
@@ -236,7 +238,10 @@ def test_gradcheck_reports_the_parameter_and_the_worst_element(rng):
     assert worst["rel_error"] > 1e-2
     assert f"worst element of '0.weight': index {list(worst['index'])}" in report
     assert f"backprop {worst['analytic']:.10e}" in report and f"numerical {worst['numerical']:.10e}" in report
-    assert [p.grad for p in model.parameters()] == grads_before       # gradcheck put the .grad back
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads_before))   # gradcheck put .grad back
+    value = loss(model(x), y)
+    assert f"atol={1e-8 * max(1, value):.3g} = 1e-8 · max(1, |L|), L = {value:.4g}" in report
+    assert gradcheck(model, loss, x, y, atol=1.0)                        # an explicit atol is absolute
     with pytest.warns(UserWarning, match="gradcheck failed"):
         assert gradcheck(model, loss, x, y, raise_exception=False) is False
 
