@@ -148,7 +148,8 @@ def _row_losses(loss, pred0, y):
         reduce = np.mean if loss.reduction == "mean" else np.sum
 
         def bce(P):
-            per = np.maximum(P, 0) - P * t + np.log1p(np.exp(-np.abs(P)))
+            with np.errstate(under="ignore"):          # e^(−|z|) → 0 for large |z| is the right value
+                per = np.maximum(P, 0) - P * t + np.log1p(np.exp(-np.abs(P)))
             return reduce(per, axis=tuple(range(1, P.ndim)))
         return bce
     if kind is CrossEntropyLoss:
