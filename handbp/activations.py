@@ -6,13 +6,21 @@ from .errors import LayerValueError
 from .module import Module
 
 
+def exp(x):
+    """eˣ for x ≤ 0 (shifted logits): below about −745 (−103 in float32) it underflows to 0, the
+    correctly rounded value, so that expected underflow is not reported, even under
+    ``np.errstate(all="raise")``."""
+    with np.errstate(under="ignore"):
+        return np.exp(x)
+
+
 def sigmoid(x):
     """σ(x) = 1 / (1 + e⁻ˣ), torch's formula, in three array operations.
 
     For x below about −709 (−88 in float32) e⁻ˣ overflows to inf and the result is 1/inf = 0,
-    which is σ(x) to within the smallest positive float; that overflow is expected, so its
-    warning is silenced. Large positive x give e⁻ˣ = 0 and σ = 1. No NaN for any finite x."""
-    with np.errstate(over="ignore"):
+    which is σ(x) to within the smallest positive float; large positive x give e⁻ˣ = 0 (an
+    underflow) and σ = 1. Both are expected, so neither is reported. No NaN for any finite x."""
+    with np.errstate(over="ignore", under="ignore"):
         return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -134,7 +142,7 @@ class Softmax(Module):
     def forward(self, x):
         if not -x.ndim <= self.dim < max(x.ndim, 1):
             raise LayerValueError(self, f"dim: {self.dim} is out of range for an input of shape {x.shape}")
-        z = np.exp(x - x.max(axis=self.dim, keepdims=True))
+        z = exp(x - x.max(axis=self.dim, keepdims=True))
         self.last_o = z / z.sum(axis=self.dim, keepdims=True)
         return self.last_o
 
@@ -253,7 +261,7 @@ class GELU(Module):
         x = self.last_x
         self._need_cache(x, dy, None if x is None else x.shape)
         if self.approximate == "none":
-            pdf = (M_2_SQRTPI * M_SQRT1_2 * 0.5) * np.exp(-0.5 * (x * x))
+            pdf = (M_2_SQRTPI * M_SQRT1_2 * 0.5) * exp(-0.5 * (x * x))
             return dy * (self.last_cdf + x * pdf)
         t, beta = self.last_cdf, M_SQRT2 * M_2_SQRTPI * 0.5
         return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * beta * (1.0 + 3.0 * self.KAPPA * (x * x)))

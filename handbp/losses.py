@@ -3,7 +3,7 @@
 import numpy as np
 
 from .errors import CallOrderError, as_float_array, check_finite, describe
-from .activations import sigmoid
+from .activations import exp, sigmoid
 from .module import Module
 
 
@@ -95,7 +95,7 @@ class MSELoss(Loss):
 def log_softmax(z, axis=-1):
     """log softmax(z) = z − m − log Σ e^(z − m), m = max z: no overflow for any finite z."""
     shifted = z - z.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted - np.log(exp(shifted).sum(axis=axis, keepdims=True))
 
 
 class CrossEntropyLoss(Loss):
@@ -143,7 +143,7 @@ class CrossEntropyLoss(Loss):
             p = np.zeros(z2.shape)
             p[np.arange(len(idx)), idx] = 1.0
             per_sample = -logp[np.arange(len(idx)), idx]
-        self.last_softmax, self.last_p, self.last_shape, self.last_dtype = np.exp(logp), p, z.shape, z.dtype
+        self.last_softmax, self.last_p, self.last_shape, self.last_dtype = exp(logp), p, z.shape, z.dtype
         self._cache = True
         return per_sample.mean() if self.reduction == "mean" else per_sample.sum()
 
@@ -172,7 +172,7 @@ class BCEWithLogitsLoss(Loss):
         self.reduction = _check_reduction("BCEWithLogitsLoss", reduction)
 
     def forward(self, z, y):
-        per = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        per = np.maximum(z, 0) - z * y + np.log1p(exp(-np.abs(z)))
         self.last_diff = sigmoid(z) - y
         self._cache = True
         return per.mean() if self.reduction == "mean" else per.sum()
