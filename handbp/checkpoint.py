@@ -9,7 +9,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from .module import Module, Sequential
 
 FORMAT = "handbp-checkpoint"
 VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"        # how every .npz archive (a zip file) begins
 
 
 class CheckpointError(ValueError):
@@ -115,15 +115,25 @@ def save(model, path, optimizer=None):
 
 
 def _read(path):
-    """(meta, arrays) from a checkpoint, every member read and CRC-checked, or CheckpointError."""
+    """(meta, arrays) from a checkpoint, every member read and CRC-checked, or CheckpointError.
+    A file that cannot be opened (missing, a folder, no permission) raises its OSError as it is."""
     path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if not head:
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt (the file is empty)")
+    if head != ZIP_MAGIC:
+        raise CheckpointError(f"'{path}' is not a handbp checkpoint (not a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+    except Exception as e:      # zipfile, zlib and numpy each have their own ways to fail on bad bytes
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(e).__name__}: {e})") from None
+    if "__meta__" not in arrays:
+        raise CheckpointError(f"'{path}' is not a handbp checkpoint (an .npz archive without handbp's __meta__)")
+    try:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+    except ValueError as e:     # bad UTF-8 or bad JSON
         raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a handbp checkpoint")
