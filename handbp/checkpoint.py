@@ -1,9 +1,10 @@
 """Checkpoints: a model's architecture and state (and optionally an optimizer's) in one ``.npz`` file.
 
 The file is a NumPy zip archive, read with ``allow_pickle=False`` (loading it runs no code):
-``__meta__`` holds JSON (format version, architecture, dtype, optimizer hyperparameters), every
-other member is one array. Writes go to a temporary file in the same folder, are flushed to disk
-and then renamed over the target, so a crash never leaves half a checkpoint behind.
+``__meta__`` holds JSON (format version, architecture, dtype, optimizer hyperparameters, the names
+of the arrays), every other member is one array. Writes go to a temporary file in the same folder,
+are flushed to disk and then renamed over the target, so a crash never leaves half a checkpoint
+behind.
 """
 import io
 import json
@@ -110,6 +111,7 @@ def save(model, path, optimizer=None):
         meta["optimizer"] = {"type": type(optimizer).__name__, "scalars": scalars,
                              "param_groups": [{k: _jsonable(v) for k, v in g.items()} for g in sd["param_groups"]]}
     buf = io.BytesIO()
+    meta["arrays"] = sorted(arrays)     # the zip's directory has no checksum: a damaged one can drop members
     np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     _write_atomic(os.fspath(path), buf.getvalue())
 
@@ -140,6 +142,11 @@ def _read(path):
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint '{path}' has format version {meta.get('version')}, "
                               f"this handbp reads version {VERSION}")
+    listed = meta.get("arrays")         # absent from checkpoints written before it was added
+    if listed is not None and sorted(arrays) != listed:
+        lost = sorted(set(listed) - set(arrays)) or sorted(set(arrays) - set(listed))
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt (its archive's directory does not "
+                              f"list the arrays it was saved with: {lost[:3]})")
     return meta, arrays
 
 
