@@ -6,6 +6,7 @@ of the arrays), every other member is one array. Writes go to a temporary file i
 are flushed to disk and then renamed over the target, so a crash never leaves half a checkpoint
 behind.
 """
+import copy
 import io
 import json
 import os
@@ -200,12 +201,17 @@ def load_into(path, model, optimizer=None):
             raise CheckpointError(f"checkpoint '{path}' holds {meta['optimizer']['type']} state, "
                                   f"not {type(optimizer).__name__}")
     # dry runs on copies first, so that a failure in either leaves both untouched
-    import copy
-    trial = copy.deepcopy(model)
-    trial.load_state_dict(_model_state(arrays))
+    try:
+        copy.deepcopy(model).load_state_dict(_model_state(arrays))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint '{path}': its model state does not fit the model: {e}") from None
     if optimizer is not None:
-        opt_sd = _optimizer_state(meta, arrays)
-        copy.deepcopy(optimizer).load_state_dict(opt_sd)
+        try:
+            opt_sd = _optimizer_state(meta, arrays)
+            copy.deepcopy(optimizer).load_state_dict(opt_sd)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint '{path}': its optimizer state does not fit the optimizer "
+                                  f"({type(e).__name__}: {e})") from None
     model.load_state_dict(_model_state(arrays))
     if optimizer is not None:
         optimizer.load_state_dict(opt_sd)
