@@ -52,14 +52,24 @@ def architecture(model):
 
 
 def build(spec, dtype=np.float64):
-    """Make a model from ``architecture``'s description (weights drawn from a fixed seed)."""
+    """Make a model from ``architecture``'s description. Its initial weights are placeholders for
+    the loaded ones; numpy's global random state, which layers draw them from by default, is left
+    as it was (loading a model must not change the data a seeded script draws next)."""
+    state = np.random.get_state()
+    try:
+        return _build(spec, dtype)
+    finally:
+        np.random.set_state(state)
+
+
+def _build(spec, dtype):
     classes = _module_classes()
     name = spec.get("type") if isinstance(spec, dict) else None
     if name not in classes:
         raise CheckpointError(f"checkpoint names an unknown module type {name!r}")
     cls = classes[name]
     if "children" in spec:
-        return cls(*[build(c, dtype) for c in spec["children"]])
+        return cls(*[_build(c, dtype) for c in spec["children"]])
     args = dict(spec.get("args", {}))
     if name == "DNN":
         args["activation"] = classes[args["activation"]]
