@@ -10,7 +10,7 @@ import copy
 import io
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -78,8 +78,12 @@ def _build(spec, dtype):
 
 
 def _write_atomic(path, payload):
+    """Write a new file beside ``path``, flush it to disk, then rename it over ``path``: a reader
+    finds the old file or the new one, never half of one. The new file gets the permissions
+    ``open()`` would give it (0o666 less the umask; tempfile.mkstemp's are private, 0o600)."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".handbp-", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".handbp-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
