@@ -73,5 +73,5 @@ def check_finite(x, name):
         bad = np.argwhere(~np.isfinite(x))
         first = tuple(int(i) for i in bad[0])
         raise ValueError(f"{name}: expected finite values, got {len(bad)} non-finite "
-                         f"(first at index {first}: {x[first]!r})")
+                         f"(first at index {first}: {x[first].item()!r})")
     return x
