@@ -34,13 +34,18 @@ class DNN(Sequential):
                              ("input", input, 1), ("output", output, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"DNN: {name}: expected an integer ≥ {low}, got {v!r}")
-        if not callable(activation):
-            raise TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, got {describe(activation)}")
+        bad_activation = TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, "
+                                   f"got {describe(activation)}")
+        if not callable(activation) or isinstance(activation, Module):   # an instance is callable too
+            raise bad_activation
         if init not in ("notebook", "torch"):
             raise ValueError(f"DNN: init: expected 'notebook' or 'torch', got {init!r}")
-        probe = activation()
+        try:
+            probe = activation()
+        except TypeError:                     # np.tanh, or a class that needs arguments
+            raise bad_activation from None
         if not isinstance(probe, Module):
-            raise TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, got {describe(activation)}")
+            raise bad_activation
         sizes = [input] + [num_neuron] * (hidden_depth + 1) + [output]
         kw = dict(dtype=dtype, rng=rng, init="normal" if init == "notebook" else "torch", std=std)
         layers = []
