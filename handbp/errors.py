@@ -40,6 +40,14 @@ class CallOrderError(LayerError, RuntimeError, ValueError):
     """
 
 
+class StateDictKeyError(KeyError, ValueError):
+    """A state_dict whose names do not match the model's. A KeyError, as it always was, and a
+    ValueError like every other bad argument here (torch raises a RuntimeError)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""   # KeyError's own str() would quote the message
+
+
 def describe(x):
     """A short, safe description of a given value for error messages."""
     if isinstance(x, np.ndarray):

@@ -14,7 +14,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import CallOrderError, LayerError, LayerValueError, as_float_array, check_finite, describe
+from .errors import (CallOrderError, LayerError, LayerValueError, StateDictKeyError, as_float_array, check_finite,
+                     describe)
 
 
 class Parameter:
@@ -222,8 +223,8 @@ class Module:
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: state_dict does not match the model: "
-                           f"missing keys {missing}, unexpected keys {unexpected}")
+            raise StateDictKeyError(f"load_state_dict: state_dict does not match the model: "
+                                    f"missing keys {missing}, unexpected keys {unexpected}")
         plan = []
         for key, (kind, target) in targets.items():
             if key not in state_dict:
