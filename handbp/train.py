@@ -21,7 +21,9 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         progress=None, callback=None):
     """Train ``model`` on ``(x, y)`` and return the mean loss of each epoch.
 
-    One step per mini-batch: ``optimizer.zero_grad()``, forward, loss, backward, ``optimizer.step()``.
+    One step per mini-batch: forward, loss, ``optimizer.zero_grad()``, backward, ``optimizer.step()``.
+    Gradients are cleared only once the loss is computed, so targets that do not fit the model's
+    output raise with every parameter, gradient and optimizer state untouched.
 
     Args:
         x: inputs ``(N, ...)``; y: targets with the same first dimension.
@@ -62,11 +64,11 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         for epoch in range(epochs):
             total, count = 0.0, 0
             for step, idx in enumerate(batches(len(x), batch_size, shuffle, rng)):
-                optimizer.zero_grad()
                 value = loss(model(x[idx]), y[idx])
                 if not np.isfinite(value):
                     raise TrainingDiverged(f"fit: the loss became {value} at epoch {epoch}, step {step}; "
                                            "lower the learning rate or check the data")
+                optimizer.zero_grad()
                 model.backward(loss.backward())
                 optimizer.step()
                 total += value * len(idx)
