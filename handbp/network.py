@@ -42,8 +42,8 @@ class DNN(Sequential):
             raise ValueError(f"DNN: init: expected 'notebook' or 'torch', got {init!r}")
         try:
             probe = activation()
-        except TypeError:                     # np.tanh, or a class that needs arguments
-            raise bad_activation from None
+        except TypeError as e:                # np.tanh, or a class that needs arguments
+            raise bad_activation from e
         if not isinstance(probe, Module):
             raise bad_activation
         sizes = [input] + [num_neuron] * (hidden_depth + 1) + [output]
