@@ -72,7 +72,8 @@ def _build(spec, dtype):
         return cls(*[_build(c, dtype) for c in spec["children"]])
     args = dict(spec.get("args", {}))
     if name == "DNN":
-        args["activation"] = classes[args["activation"]]
+        act, act_args = classes[args.pop("activation")], args.pop("activation_args", {})
+        args["activation"] = (lambda: act(**act_args)) if act_args else act
         return cls(**args, dtype=dtype, rng=np.random.default_rng(0))
     return cls(**args).to(dtype)
 

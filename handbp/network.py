@@ -54,6 +54,8 @@ class DNN(Sequential):
         super().__init__(*layers)
         self.config = dict(hidden_depth=int(hidden_depth), num_neuron=int(num_neuron), input=int(input),
                            output=int(output), activation=type(probe).__name__)
+        if probe.config_args():       # a factory such as lambda: hb.LeakyReLU(0.2): its arguments too
+            self.config["activation_args"] = probe.config_args()
 
     @property
     def sequence(self):
