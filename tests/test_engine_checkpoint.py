@@ -100,6 +100,24 @@ def test_model_only_round_trip_and_optimizer_requested(trained, tmp_path, rng):
     assert [p.data.tobytes() for p in other.parameters()] == [p.data.tobytes() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("activation", ["LeakyReLU-0.5", "GELU-tanh"])
+def test_dnn_activation_arguments_survive_the_round_trip(activation, tmp_path, rng):
+    """DNN takes a factory such as ``lambda: hb.LeakyReLU(0.5)``: the slope is part of the model."""
+    make = {"LeakyReLU-0.5": lambda: hb.LeakyReLU(0.5), "GELU-tanh": lambda: hb.GELU("tanh")}[activation]
+    model = hb.DNN(1, 4, 3, 2, activation=make, init="torch", rng=rng)
+    path = tmp_path / "dnn.npz"
+    hb.save(model, path)
+    loaded = hb.load(path)
+    assert repr(loaded) == repr(model)
+    x = rng.normal(size=(5, 3))
+    assert loaded(x).tobytes() == model(x).tobytes()
+    default = hb.DNN(1, 4, 3, 2, activation=type(make()), init="torch", rng=rng)
+    before = snapshot(default)
+    with pytest.raises(hb.CheckpointError, match="different architecture"):
+        hb.load_into(path, default)
+    assert snapshot(default) == before
+
+
 def test_loading_does_not_touch_numpys_global_random_state(trained):
     path = trained[2]
     saved = np.random.get_state()
