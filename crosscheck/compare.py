@@ -90,7 +90,7 @@ class Check:
 
 
 def _flat(arrays):
-    return np.concatenate([x.ravel() for x in arrays], dtype=np.float64)
+    return np.concatenate(arrays, axis=None, dtype=np.float64)      # axis=None: each one flattened
 
 
 class StepResult:
