@@ -143,11 +143,29 @@ def _scaled_atol(flat, scale, tol):
     rounding noise on both sides (the gradient of a bias feeding a BatchNorm, which removes any
     shift): relative to itself that noise is 100%, relative to the step's other gradients it is
     ~1e-16."""
-    kinds = {}
-    ids = np.array([kinds.setdefault(c.quantity.split(".")[0], len(kinds)) for c in flat])
-    peak = np.zeros(len(kinds))
-    np.maximum.at(peak, ids, np.where(np.isfinite(scale), scale, 0.0))
+    ids, order, starts = _kinds(flat)
+    peak = np.maximum.reduceat(np.where(np.isfinite(scale), scale, 0.0)[order], starts)
     return np.maximum(tol.rtol * scale, NOISE * peak[ids])
+
+
+_KINDS = {}
+
+
+def _kinds(flat):
+    """Each check's kind (the quantity before any ".") as an index, the order that puts each kind's
+    checks together, and where each kind starts in it. Cached: the same quantities repeat in the
+    same order step after step."""
+    key = tuple(c.quantity for c in flat)
+    found = _KINDS.get(key)
+    if found is None:
+        kinds = {}
+        ids = np.array([kinds.setdefault(q.split(".")[0], len(kinds)) for q in key])
+        order = np.argsort(ids, kind="stable")
+        starts = np.flatnonzero(np.diff(ids[order], prepend=-1))
+        found = ids, order, starts
+        if len(_KINDS) < 256:
+            _KINDS[key] = found
+    return found
 
 
 def _evaluate_flat(flat, where, tol, res):
