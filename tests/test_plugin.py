@@ -1,6 +1,7 @@
 """The crosscheck pytest plugin, tested in subprocess pytest runs (pytester): options, header,
 fixtures, marker, failure text, xdist seed hand-over and thread caps."""
 import json
+import os
 import re
 
 import pytest
@@ -183,3 +184,32 @@ def test_workers_cap_their_threads(pytester):
     ''')
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-rA")
     assert result.ret == 0, result.stdout.str()
+
+
+def test_workers_recap_torch_before_every_test(pytester, monkeypatch):
+    """The environment asks for every core, torch is imported before the plugin configures (by a
+    conftest), and one test raises torch's thread count: every later test on that worker still
+    runs with the worker's share."""
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("one core: a worker's share equals the default, so a missing cap cannot show")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, str(cores))       # not the share an outer xdist worker may have set
+    pytester.makeconftest("import torch")
+    pytester.makepyfile(f'''
+        import torch
+        from threadpoolctl import threadpool_info
+
+        LIMIT = {max(1, cores // 2)}
+
+        def test_raises_the_count():
+            torch.set_num_threads({cores})
+
+        def test_runs_capped():
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            assert blas and max(blas) <= LIMIT, blas
+            assert torch.get_num_threads() <= LIMIT, torch.get_num_threads()
+    ''')
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider", "-rA")
+    assert result.ret == 0, result.stdout.str()
+    assert re.search(r"PASSED \S+::test_runs_capped", result.stdout.str())
