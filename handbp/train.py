@@ -11,6 +11,26 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf: training stops at that step instead of going on with NaN."""
 
 
+def first_nonfinite(model, x):
+    """Where NaN or Inf first appears when ``model`` runs on ``x``: a parameter, or a module's output."""
+    from .inspect import Recorder, leaves
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            return f"parameter '{name}' holds non-finite values"
+    leaf_list = leaves(model)
+    state = model.state_dict()             # running statistics must not see this extra forward
+    try:
+        with np.errstate(all="ignore"), Recorder(leaf_list, keep=("outputs",)) as rec:
+            model.forward(x)
+    finally:
+        model.load_state_dict(state)
+    for path, m in leaf_list:
+        out = rec.outputs.get(path)
+        if out is not None and not np.isfinite(out).all():
+            return f"the first non-finite value is the output of layer '{path}' ({type(m).__name__})"
+    return "every module's output is finite, so the loss itself overflowed"
+
+
 def batches(n, batch_size, shuffle, rng):
     """Index arrays covering range(n) in chunks of batch_size (the last one may be smaller)."""
     order = rng.permutation(n) if shuffle else np.arange(n)
@@ -38,7 +58,9 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         list of floats, one mean loss per epoch.
 
     Raises:
-        TrainingDiverged: the loss became non-finite; the message names the epoch and step.
+        TrainingDiverged: the loss or a gradient became non-finite; the message names the epoch,
+            the step, and the parameter or the first module whose output went NaN/Inf. The step
+            that would have written NaN into the parameters is not taken.
     """
     if not isinstance(model, Module):
         raise TypeError(f"fit: model: expected a handbp Module, got {describe(model)}")
@@ -66,10 +88,16 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
             for step, idx in enumerate(batches(len(x), batch_size, shuffle, rng)):
                 value = loss(model(x[idx]), y[idx])
                 if not np.isfinite(value):
-                    raise TrainingDiverged(f"fit: the loss became {value} at epoch {epoch}, step {step}; "
-                                           "lower the learning rate or check the data")
+                    raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the loss is {value}: "
+                                           f"{first_nonfinite(model, x[idx])}; lower the learning rate or "
+                                           "check the data")
                 optimizer.zero_grad()
                 model.backward(loss.backward())
+                bad = next((n for n, p in model.named_parameters()
+                            if p.grad is not None and not np.isfinite(p.grad).all()), None)
+                if bad is not None:
+                    raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the gradient of '{bad}' is not "
+                                           "finite (the step was not taken); lower the learning rate")
                 optimizer.step()
                 total += value * len(idx)
                 count += len(idx)
