@@ -402,3 +402,15 @@ def test_scheduler_load_refuses_foreign_state(rng):
     with pytest.raises(KeyError, match="expected keys"):
         sched.load_state_dict(other)
     assert sched.state_dict() == before
+
+
+@pytest.mark.parametrize("weight", [0.1, 0.01, 0.5, 0.7, 0.999])
+def test_lerp_float32_is_bit_identical_to_torch(weight):
+    """torch's lerp_ fuses the multiply and the add; handbp's rounds once too, in float32."""
+    from handbp.optim.adam import lerp_
+    rng = np.random.default_rng(0)
+    end = rng.normal(scale=0.1, size=4096).astype(np.float32)
+    start = (end * (1 + rng.normal(scale=1e-2, size=4096))).astype(np.float32)   # near-cancelling
+    start[::2] = rng.normal(scale=0.1, size=2048)
+    expected = torch.from_numpy(start.copy()).lerp_(torch.from_numpy(end), weight).numpy()
+    np.testing.assert_array_equal(lerp_(start, end, weight), expected)

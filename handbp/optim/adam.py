@@ -7,11 +7,24 @@ from .optimizer import Optimizer, check_flag, check_grads, check_number
 def lerp_(start, end, weight):
     """``start ← start + weight · (end − start)`` in place, evaluated as torch's ``lerp_`` is:
     from ``start`` when |weight| < 0.5, else from ``end`` as ``end − (end − start)(1 − weight)``
-    (the same value in exact arithmetic; the two roundings differ, so we round as torch does)."""
-    if abs(weight) < 0.5:
-        start += weight * (end - start)
+    (the same value in exact arithmetic; the two roundings differ, so we round as torch does).
+
+    torch fuses the multiply and the add (one rounding). That matters where the two terms cancel
+    (a gradient close to its running mean): rounding ``weight · (end − start)`` first can cost
+    hundreds of units in the last place of the result. In float32 the fused operation is exact
+    in float64 arithmetic (a float32 product fits), so it is done there and rounded once; in
+    float64 the ordinary expression is used."""
+    diff = end - start
+    if start.dtype == np.float32:
+        if abs(weight) < 0.5:
+            fused = start.astype(np.float64) + np.float64(np.float32(weight)) * diff
+        else:
+            fused = end.astype(np.float64) - diff * np.float64(np.float32(1) - np.float32(weight))
+        start[...] = fused
+    elif abs(weight) < 0.5:
+        start += weight * diff
     else:
-        start[...] = end - (end - start) * (1 - weight)
+        start[...] = end - diff * (1 - weight)
     return start
 
 
