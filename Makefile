@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench contract clean
+.PHONY: demo test fuzz venv bench contract clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto -q
+
+# the long property-based fuzz profile (make test runs 100 examples)
+FUZZ ?= 1000
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/test_hardening.py -k fuzz --fuzz-examples $(FUZZ)
 
 bench: $(STAMP)
 	$(BIN)/python -m handbp bench

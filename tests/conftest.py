@@ -2,6 +2,6 @@
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fuzz-examples", type=int, default=25,
-                     help="examples per property-based fuzz test (default 25, the quick profile; "
+    parser.addoption("--fuzz-examples", type=int, default=100,
+                     help="examples per property-based fuzz test (default 100, the quick profile; "
                           "the long profile uses 1000 or more)")
