@@ -172,6 +172,11 @@ class BCEWithLogitsLoss(Loss):
         self.reduction = _check_reduction("BCEWithLogitsLoss", reduction)
 
     def forward(self, z, y):
+        # float32 is worked in float64 here, as for CrossEntropyLoss: σ(z) − y cancels when the
+        # prediction is nearly right, and a float32 σ one unit in the last place off is then
+        # thousands of units off in the difference
+        self.last_dtype = z.dtype
+        z, y = z.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
         per = np.maximum(z, 0) - z * y + np.log1p(exp(-np.abs(z)))
         self.last_diff = sigmoid(z) - y
         self._cache = True
@@ -180,7 +185,8 @@ class BCEWithLogitsLoss(Loss):
     def backward(self, dy=1.0):
         """dL/dz = (σ(z) − y) · (1/n if mean)."""
         self._need_forward()
-        return self.last_diff * (dy / (self.last_diff.size if self.reduction == "mean" else 1))
+        g = self.last_diff * (dy / (self.last_diff.size if self.reduction == "mean" else 1))
+        return g.astype(self.last_dtype, copy=False)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
