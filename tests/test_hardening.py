@@ -91,12 +91,18 @@ def test_float32_cancellation_is_not_called_a_bug(setup, monkeypatch):
         run_setup(setup)
 
 
-def test_adam_float32_running_mean_is_rounded_as_torch_rounds_it():
-    """AdamW, float32: the gradient of a bias almost equals its running mean, and torch's fused
-    lerp keeps 200 units in the last place more than a multiply-then-add would."""
-    setup = dict(n_in=2, widths=[8, 11, 7], acts=["ReLU", "ReLU", "LeakyReLU"], n_out=1, loss="MSELoss",
-                 opt="AdamW", batch=2, dtype="float32", steps=3, seed=2837385723)
-    assert len(run_setup(setup)) == 3
+@pytest.mark.parametrize("setup", [
+    # AdamW: a bias's gradient almost equals its running mean; torch's fused lerp keeps ~200 units
+    # in the last place more than a multiply-then-add would
+    dict(n_in=2, widths=[8, 11, 7], acts=["ReLU", "ReLU", "LeakyReLU"], n_out=1, loss="MSELoss",
+         opt="AdamW", batch=2, dtype="float32", steps=3, seed=2837385723),
+    # BCE-with-logits: σ(z) − y cancels for a nearly right prediction
+    dict(n_in=3, widths=[4], acts=["Tanh"], n_out=1, loss="BCEWithLogitsLoss", opt="SGD", batch=1,
+         dtype="float32", steps=3, seed=910535573),
+], ids=["adamw-lerp", "bce-sigmoid"])
+def test_float32_rounding_as_accurate_as_torch(setup):
+    """Setups where handbp's float32 arithmetic was less accurate than torch's (found by fuzzing)."""
+    assert len(run_setup(setup)) == setup["steps"]
 
 
 def test_fit_stops_at_the_step_a_gradient_overflows_and_keeps_the_parameters():
