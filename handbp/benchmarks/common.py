@@ -4,6 +4,8 @@ import platform
 import statistics
 import time
 
+import numpy as np
+
 
 def fix_threads(n):
     """Pin NumPy's BLAS and torch's intra-op pool to ``n`` threads; returns a line saying so."""
@@ -51,3 +53,34 @@ def median_time(fn, repeats, warmup=1, min_time=0.0):
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def torch_sgd_step(model, x, y, lr=0.01):
+    """The same training step as handbp's on the notebook's network (a Sequential of Linear and
+    Sigmoid), in torch eager from the same weights: zero_grad, forward, ½·mean((h − y)²), backward,
+    SGD. Returns the step function, with the torch network as ``step.model``."""
+    import torch
+
+    import handbp as hb
+    tdtype = torch.float64 if model.dtype == np.float64 else torch.float32
+    layers = []
+    for m in model:
+        if isinstance(m, hb.Linear):
+            lin = torch.nn.Linear(m.in_features, m.out_features, dtype=tdtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(m.weight.data))
+                lin.bias.copy_(torch.from_numpy(m.bias.data))
+            layers.append(lin)
+        else:
+            layers.append(torch.nn.Sigmoid())
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad()
+        out = 0.5 * torch.mean((net(xt) - yt) ** 2)
+        out.backward()
+        opt.step()
+    step.model = net
+    return step

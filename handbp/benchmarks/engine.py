@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .common import fix_threads, machine_line
+from .common import fix_threads, machine_line, torch_sgd_step
 
 # (hidden depth, width, batch); batch 1 is one unbatched sample (in_features,), as in the notebook
 SIZES = [(5, 32, 1), (20, 128, 1), (5, 256, 256), (3, 1024, 512)]
@@ -85,31 +85,11 @@ def make_steps(depth, width, batch, dtype, rng):
             Ws[i] -= 0.01 * gW
             bs[i] -= 0.01 * gb
 
-    torch_step = None
     try:
-        import torch
-        tdtype = torch.float64 if dtype == np.float64 else torch.float32
-        layers = []
-        for m in model:
-            if isinstance(m, hb.Linear):
-                lin = torch.nn.Linear(m.in_features, m.out_features, dtype=tdtype)
-                with torch.no_grad():
-                    lin.weight.copy_(torch.from_numpy(m.weight.data))
-                    lin.bias.copy_(torch.from_numpy(m.bias.data))
-                layers.append(lin)
-            else:
-                layers.append(torch.nn.Sigmoid())
-        net = torch.nn.Sequential(*layers)
-        topt = torch.optim.SGD(net.parameters(), lr=0.01)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-
-        def torch_step():
-            topt.zero_grad()
-            out = 0.5 * torch.mean((net(xt) - yt) ** 2)
-            out.backward()
-            topt.step()
+        torch_step = torch_sgd_step(model, x, y)
+        net = torch_step.model
     except ImportError:
-        pass
+        torch_step = None
     # what each step updates, so that a test can check that the three do the same maths
     handbp_step.state = model
     minimal_step.state = (Ws, bs)

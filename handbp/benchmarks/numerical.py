@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from .common import fix_threads, machine_line
+from .common import fix_threads, machine_line, torch_sgd_step
 
 WIDTHS = (32, 64, 128)
 DEPTHS = (5, 10, 20)
@@ -142,33 +142,11 @@ def make_steps(width, depth, methods):
 
 def _torch_step(width, depth):
     """The twin step in torch eager, or None without torch."""
+    model, x, y = make_problem(width, depth)
     try:
-        import torch
+        return torch_sgd_step(model, x, y)
     except ImportError:
         return None
-    import handbp as hb
-    model, x, y = make_problem(width, depth)
-    layers = []
-    for m in model:
-        if isinstance(m, hb.Linear):
-            lin = torch.nn.Linear(m.in_features, m.out_features, dtype=torch.float64)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(m.weight.data))
-                lin.bias.copy_(torch.from_numpy(m.bias.data))
-            layers.append(lin)
-        else:
-            layers.append(torch.nn.Sigmoid())
-    net = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-
-    def step():
-        opt.zero_grad()
-        out = 0.5 * torch.mean((net(xt) - yt) ** 2)
-        out.backward()
-        opt.step()
-    step.model = net
-    return step
 
 
 def _per_call(fn, calls):
