@@ -11,7 +11,9 @@ of one step, measured at ~1e-12 relative here (summation order in BLAS vs torch)
 1000× margin against flakiness while any real bug (a wrong factor, a missing term, an ε in the wrong
 place) differs by 1e-6 or far more. The atol is scaled because gradients can be tiny (the notebook's
 N(0, 0.01) sigmoid net has first-layer gradients ~1e-9): a fixed absolute atol would pass *anything*
-there. An ``atol`` given by the caller is absolute, as in ``assert_close``.
+there. An ``atol`` given by the caller is absolute, as in ``assert_close``. A quantity that cancels
+(terms of 1e6 summing to 4e-7) can differ by more than this between two correct implementations;
+lockstep rechecks such a mismatch on the module alone before reporting it (``crosscheck.lockstep``).
 
 float32: a fixed tolerance is either too loose or flaky (deep or saturated nets differ by ~1e-2 even
 between two correct float32 implementations). So float32 is judged against a float64 torch twin run
