@@ -506,7 +506,10 @@ def _recheck_locally(failing, twin, ref, tol, leaf_index, rec, paths, dpred, x, 
         hb_dy = dpred if i == len(paths) - 1 else rec.grad_inputs.get(paths[i + 1])
         prefix = f"{paths[i]}." if paths[i] else ""
         local_before = {n[len(prefix):]: v for n, v in before.items() if n.startswith(prefix)}
-        found = judge.recheck(c, i, hb_input, hb_dy, local_before)
+        try:
+            found = judge.recheck(c, i, hb_input, hb_dy, local_before)
+        except Exception:      # noqa: BLE001 - a module that cannot be rerun alone: report as is
+            found = None
         if found is None or found[0].shape != a.shape:
             return failing[k:]
         value, terms = found
