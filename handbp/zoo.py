@@ -183,9 +183,10 @@ def simple(hidden=Tanh, first=Linear, last=Linear, opt=optim.SGD, loss=MSELoss, 
            big=False, **hyper):
     def make(rng):
         model = mlp(rng, hidden, first, last, n_out=3 if classes else 2)
-        if big:
-            model[0].weight.data *= 40
         data = batches(rng, n_out=3 if classes else 2, classes=classes)
+        if big:     # scale the first layer so that some pre-activation of the first batch is -60
+            z = data[0][0] @ model[0].weight.data.T
+            model[0].weight.data *= 60 / -z.min() if -z.min() >= z.max() else -60 / z.max()
         return model, loss(), opt(model.parameters(), **{"lr": 0.1, **hyper}), data
     return make
 

@@ -56,3 +56,20 @@ def test_mse_factor_names_the_output_size(rng):
     assert "2 = the number of output elements" in info.value.diagnosis
     # every gradient below it is off by the same factor, and the report lists them
     assert any("0.weight (Linear) grad" in o and "[factor]" in o for o in info.value.others)
+
+
+def test_weight_decay_is_named_when_a_weight_is_almost_zero(rng):
+    """An element far smaller than the others still moves by the same c × itself; it must not hide
+    the pattern (a diagnosis that failed for ~1% of seeds)."""
+    model, loss, optimizer, data = MUTANTS["weight-decay-twice"].build(rng)
+    model[0].weight.data[0, 0] = 1e-6
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, loss, optimizer, data)
+    assert info.value.hint == "weight_decay" and info.value.factor == pytest.approx(-0.01), str(info.value)
+
+
+def test_the_overflow_mutant_always_overflows(rng):
+    """Its first layer is scaled so that some pre-activation of the first batch is -60, whatever the
+    seed: it used to be ×40, which left every pre-activation above -30 for ~2% of seeds."""
+    model, _, _, data = MUTANTS["nan-from-overflow"].build(rng)
+    assert (data[0][0] @ model[0].weight.data.T + model[0].bias.data).min() < -30
