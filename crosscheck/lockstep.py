@@ -58,7 +58,6 @@ class _Twin:
         self.loss = mirror(loss)
         self.optimizer = mirror(optimizer, self.model)
         self.mapping = twin_param_map(optimizer, self.model)
-        self.leaf_paths = list(leaf_paths)
         self.leaf_modules = [self.model.get_submodule(p) if p else self.model for p in leaf_paths]
         self.params = dict(self.model.named_parameters())
         self.trainable = [n for n, p in self.params.items() if p.requires_grad]
@@ -99,11 +98,12 @@ class _Twin:
         return dict(outputs=[o.detach().numpy() for o in ins[1:]], grad_inputs=[to_numpy(g) for g in gs[:len(ins) - 1]],
                     grad_pred=to_numpy(gs[len(ins) - 1]), loss=float(loss.detach()), grads=grads)
 
-    def recheck(self, check, i, hb_input, hb_dy, before):
+    def recheck(self, check, i, hb_input, hb_dy, before, local=None):
         """Torch's value for ``check`` from leaf ``i`` alone: its forward on handbp's input, its
         backward on handbp's upstream gradient, with the parameters it had before this step
-        (``before``, by local name). Returns ``(value, terms)`` or None when it cannot be
-        recomputed; the leaf's parameters are left as they were.
+        (``before``, by local name; ``local`` names the parameter of a gradient check). Returns
+        ``(value, terms)`` or None when it cannot be recomputed; the leaf's parameters are left as
+        they were.
 
         ``terms`` is the same computation on absolute values (|input|, |parameters|, |upstream|):
         for a Linear, |dy|·|W| bounds the terms summed into each element of the input gradient,
@@ -114,7 +114,6 @@ class _Twin:
         if hb_input is None or (check.quantity != "output" and hb_dy is None):
             return None
         saved = {k: t.detach().clone() for k, t in leaf.state_dict(keep_vars=True).items()}
-        local = check.name.split(" ")[0][len(self.leaf_paths[i]) + 1 if self.leaf_paths[i] else 0:]
 
         def run(x, dy, params):
             with torch.no_grad():
@@ -506,8 +505,9 @@ def _recheck_locally(failing, twin, ref, tol, leaf_index, rec, paths, dpred, x, 
         hb_dy = dpred if i == len(paths) - 1 else rec.grad_inputs.get(paths[i + 1])
         prefix = f"{paths[i]}." if paths[i] else ""
         local_before = {n[len(prefix):]: v for n, v in before.items() if n.startswith(prefix)}
+        local = c.name.split(" ")[0][len(prefix):] if c.quantity == "grad" else None
         try:
-            found = judge.recheck(c, i, hb_input, hb_dy, local_before)
+            found = judge.recheck(c, i, hb_input, hb_dy, local_before, local)
         except Exception:      # noqa: BLE001 - a module that cannot be rerun alone: report as is
             found = None
         if found is None or found[0].shape != a.shape:

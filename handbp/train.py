@@ -4,6 +4,7 @@ import sys
 import numpy as np
 
 from .errors import as_float_array, check_finite, describe
+from .inspect import Recorder, leaves
 from .module import Module
 
 
@@ -13,7 +14,6 @@ class TrainingDiverged(FloatingPointError):
 
 def first_nonfinite(model, x):
     """Where NaN or Inf first appears when ``model`` runs on ``x``: a parameter, or a module's output."""
-    from .inspect import Recorder, leaves
     for name, p in model.named_parameters():
         if not np.isfinite(p.data).all():
             return f"parameter '{name}' holds non-finite values"

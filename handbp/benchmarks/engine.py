@@ -87,14 +87,13 @@ def make_steps(depth, width, batch, dtype, rng):
 
     try:
         torch_step = torch_sgd_step(model, x, y)
-        net = torch_step.model
     except ImportError:
         torch_step = None
     # what each step updates, so that a test can check that the three do the same maths
     handbp_step.state = model
     minimal_step.state = (Ws, bs)
     if torch_step is not None:
-        torch_step.state = net
+        torch_step.state = torch_step.model
     params = sum(p.data.size for p in model.parameters())
     return {"handbp": handbp_step, "torch": torch_step, "minimal": minimal_step}, params
 
