@@ -96,86 +96,123 @@ def _flat(arrays):
 
 
 class StepResult:
-    """What ``evaluate`` found for one step: per check (in order) ``max_abs``, ``norm_rel``
+    """What ``evaluate`` found for one step: per quantity (in order) ``max_abs``, ``norm_rel``
     (max abs error / the largest magnitude of torch's value) and ``nonfinite`` (handbp's NaN/Inf
-    count), as arrays; and ``failing``, the checks that mismatched, each with a ``result`` dict."""
+    count), as arrays; ``failing``, the indices of the quantities that mismatched, in order; and
+    ``results``, for each of those, ``{"max_abs", "norm_rel", "mismatched", "total", "nonfinite"}``."""
 
-    __slots__ = ("max_abs", "norm_rel", "nonfinite", "failing")
+    __slots__ = ("max_abs", "norm_rel", "nonfinite", "failing", "results")
 
     def __init__(self, n):
         self.max_abs, self.norm_rel = np.zeros(n), np.zeros(n)
         self.nonfinite = np.zeros(n, dtype=np.int64)
-        self.failing = []
+        self.failing, self.results = [], {}
+
+
+class Layout:
+    """What stays the same from one step to the next of a run: the quantities' keys
+    ``(name, quantity)`` in order, their labels, each one's kind (the quantity before any ".": all
+    gradients, all outputs, ...) and, for the shapes last seen, sizes and offsets in the flat
+    vector. lockstep keeps one per distinct list of keys, so a step pays only for its arithmetic."""
+
+    __slots__ = ("keys", "labels", "kinds", "order", "starts", "shapes", "sizes", "offsets", "dense")
+
+    def __init__(self, keys):
+        self.keys = tuple(keys)
+        self.labels = [f"{name} {quantity}" for name, quantity in self.keys]
+        kinds = {}
+        self.kinds = np.array([kinds.setdefault(q.split(".")[0], len(kinds)) for _, q in self.keys], dtype=np.intp)
+        self.order, self.starts = _groups(self.kinds)
+        self.shapes = None
+
+    def fit(self, shapes):
+        """Sizes and offsets for these shapes (kept until the shapes change)."""
+        if shapes != self.shapes:
+            self.shapes = shapes
+            self.sizes = np.array([int(np.prod(s)) for s in shapes], dtype=np.intp)
+            self.offsets = np.zeros(len(shapes), dtype=np.intp)
+            np.cumsum(self.sizes[:-1], out=self.offsets[1:])
+            self.dense = bool(self.sizes.all())     # no empty quantity (reduceat needs that)
+        return self
+
+
+def _groups(kinds):
+    """The order that puts each kind's quantities together, and where each kind starts in it."""
+    order = np.argsort(kinds, kind="stable")
+    return order, np.flatnonzero(np.diff(kinds[order], prepend=-1))
 
 
 def evaluate(checks, tol):
-    """Judge every check of one step at once (one concatenation, a few vector operations), and
-    return a ``StepResult``. A failing check gets ``check.result = {"max_abs", "norm_rel",
-    "mismatched", "total", "nonfinite"}`` for its report."""
-    res = StepResult(len(checks))
-    flat, where, odd = [], [], []
-    for i, c in enumerate(checks):
-        a, b = c.a, c.b
-        if a is not None and b is not None and a.shape == b.shape and a.size:
-            flat.append(c)
-            where.append(i)
-        elif a is None and b is None or (a is not None and b is not None and a.shape == b.shape):
-            pass                                 # nothing on either side, or empty: agrees
-        else:                                    # one side missing, or shapes differ
+    """Judge a list of ``Check`` at once (see ``evaluate_arrays``); each failing check gets its
+    ``result`` dict, and the returned ``StepResult.failing`` holds the failing checks."""
+    layout = Layout([(c.name, c.quantity) for c in checks])
+    res = evaluate_arrays(layout, [c.a for c in checks], [c.b for c in checks],
+                          [c.ref for c in checks] if tol.mode == "float32-rule" else None, tol)
+    for k in res.failing:
+        checks[k].result = res.results[k]
+    res.failing = [checks[k] for k in res.failing]
+    return res
+
+
+def evaluate_arrays(layout, A, B, R, tol):
+    """Judge every quantity of one step at once: handbp's values ``A``, torch's ``B`` and, in
+    float32 mode, the float64 twin's ``R`` (lists in ``layout``'s order; None where a side has no
+    such value). One concatenation per side and a few vector operations; a quantity missing on
+    one side, or of another shape, fails on its own."""
+    n = len(A)
+    try:
+        shapes = [a.shape for a in A]
+        same = shapes == [b.shape for b in B]
+    except AttributeError:                       # None on some side
+        same = False
+    if same and layout.fit(shapes).dense:
+        res = StepResult(n)
+        _judge(A, B, R, layout.sizes, layout.offsets, layout.kinds, (layout.order, layout.starts), tol, res, None)
+        return res
+    res = StepResult(n)
+    where, odd = [], []
+    for i, (a, b) in enumerate(zip(A, B)):
+        if a is not None and b is not None and a.shape == b.shape:
+            if a.size:
+                where.append(i)
+        elif a is not None or b is not None:     # one side missing, or shapes differ
             size = int(np.size(b if b is not None else a))
-            c.result = dict(max_abs=np.inf, norm_rel=np.inf, mismatched=size, total=size, nonfinite=0)
+            res.results[i] = dict(max_abs=np.inf, norm_rel=np.inf, mismatched=size, total=size, nonfinite=0)
             res.max_abs[i] = res.norm_rel[i] = np.inf
             odd.append(i)
-    if flat:
-        _evaluate_flat(flat, where, tol, res)
-    if odd:
-        order = {id(c): k for k, c in enumerate(checks)}
-        res.failing = sorted(res.failing + [checks[i] for i in odd], key=lambda c: order[id(c)])
+    if where:
+        pick = lambda xs: [xs[i] for i in where]          # noqa: E731
+        sizes = np.array([A[i].size for i in where], dtype=np.intp)
+        offsets = np.zeros(len(where), dtype=np.intp)
+        np.cumsum(sizes[:-1], out=offsets[1:])
+        kinds = np.unique(layout.kinds[where], return_inverse=True)[1]      # numbered 0, 1, ... again
+        _judge(pick(A), pick(B), None if R is None else pick(R), sizes, offsets, kinds, _groups(kinds), tol, res,
+               np.array(where))
+    res.failing = sorted(res.failing + odd)
     return res
 
 
 NOISE = 1e-13   # below this fraction of the largest value of its kind, a difference is rounding noise
 
 
-def _scaled_atol(flat, scale, tol):
+def _scaled_atol(scale, kinds, groups, tol):
     """The default atol: rtol × the quantity's largest magnitude, and at least ``NOISE`` × the
     largest magnitude among quantities of its kind (all gradients, all outputs, ...) at this step.
 
     The floor matters for a quantity that is exactly zero in exact arithmetic and so is pure
     rounding noise on both sides (the gradient of a bias feeding a BatchNorm, which removes any
     shift): relative to itself that noise is 100%, relative to the step's other gradients it is
-    ~1e-16."""
-    ids, order, starts = _kinds(flat)
+    ~1e-16. ``kinds`` numbers the kinds 0, 1, ...; ``groups`` is ``_groups(kinds)``."""
+    order, starts = groups
     peak = np.maximum.reduceat(np.where(np.isfinite(scale), scale, 0.0)[order], starts)
-    return np.maximum(tol.rtol * scale, NOISE * peak[ids])
+    return np.maximum(tol.rtol * scale, NOISE * peak[kinds])
 
 
-_KINDS = {}
-
-
-def _kinds(flat):
-    """Each check's kind (the quantity before any ".") as an index, the order that puts each kind's
-    checks together, and where each kind starts in it. Cached: the same quantities repeat in the
-    same order step after step."""
-    key = tuple(c.quantity for c in flat)
-    found = _KINDS.get(key)
-    if found is None:
-        kinds = {}
-        ids = np.array([kinds.setdefault(q.split(".")[0], len(kinds)) for q in key])
-        order = np.argsort(ids, kind="stable")
-        starts = np.flatnonzero(np.diff(ids[order], prepend=-1))
-        found = ids, order, starts
-        if len(_KINDS) < 256:
-            _KINDS[key] = found
-    return found
-
-
-def _evaluate_flat(flat, where, tol, res):
-    sizes = np.array([c.b.size for c in flat])
-    offsets = np.zeros(len(flat), dtype=np.intp)
-    np.cumsum(sizes[:-1], out=offsets[1:])
-    A, B = _flat([c.a for c in flat]), _flat([c.b for c in flat])
-    R = _flat([c.ref for c in flat]) if tol.mode == "float32-rule" else None
+def _judge(A, B, R, sizes, offsets, kinds, groups, tol, res, where):
+    """The vector part of ``evaluate_arrays``, on non-empty quantities of equal shapes; ``where``
+    maps them to their places in ``res`` (None: all of them, in order)."""
+    A, B = _flat(A), _flat(B)
+    R = _flat(R) if tol.mode == "float32-rule" else None
     peak = np.maximum.reduceat
     nonfinite = None
     # fast path, a sufficient condition: every |a − b| within the quantity's atol alone (float64),
@@ -187,7 +224,7 @@ def _evaluate_flat(flat, where, tol, res):
             thr_q = tol.factor * peak(np.abs(B - R), offsets) + tol.floor * peak(np.abs(R), offsets)
             fast = peak(np.abs(A - R), offsets) <= thr_q
         else:
-            atol_q = _scaled_atol(flat, scale, tol) if tol.atol is None else np.full(len(flat), tol.atol)
+            atol_q = _scaled_atol(scale, kinds, groups, tol) if tol.atol is None else np.full(len(sizes), tol.atol)
             fast = max_abs <= atol_q
     if fast.all() and np.isfinite(max_abs).all() and np.isfinite(scale).all():
         bad = None
@@ -210,22 +247,28 @@ def _evaluate_flat(flat, where, tol, res):
                 thr_q = tol.factor * peak(e_t, offsets) + tol.floor * peak(absr, offsets)
                 bad = ~(e_hb <= np.repeat(thr_q, sizes))
             else:
-                atol_q = _scaled_atol(flat, scale, tol) if tol.atol is None else np.full(len(flat), tol.atol)
+                atol_q = _scaled_atol(scale, kinds, groups, tol) if tol.atol is None else np.full(len(sizes), tol.atol)
                 bad = ~(d <= np.repeat(atol_q, sizes) + tol.rtol * absb)
             bad &= np.isfinite(A) | np.isfinite(B)       # non-finite on both sides: reported apart
             max_abs = peak(d, offsets)
         nonfinite = np.add.reduceat(~np.isfinite(A), offsets, dtype=np.int64)
-        res.nonfinite[where] = nonfinite
     with np.errstate(invalid="ignore", divide="ignore"):
         norm_rel = np.where(max_abs == 0, 0.0, max_abs / np.maximum(scale, TINY))
-    res.max_abs[where], res.norm_rel[where] = max_abs, norm_rel
+    if where is None:
+        res.max_abs, res.norm_rel = max_abs, norm_rel
+        if nonfinite is not None:
+            res.nonfinite = nonfinite
+    else:
+        res.max_abs[where], res.norm_rel[where] = max_abs, norm_rel
+        if nonfinite is not None:
+            res.nonfinite[where] = nonfinite
     if bad is not None and bad.any():
         nbad = np.add.reduceat(bad, offsets, dtype=np.int64)
         for k in np.flatnonzero(nbad):
-            c = flat[k]
-            c.result = dict(max_abs=float(max_abs[k]), norm_rel=float(norm_rel[k]), mismatched=int(nbad[k]),
-                            total=int(sizes[k]), nonfinite=0 if nonfinite is None else int(nonfinite[k]))
-            res.failing.append(c)
+            i = int(k if where is None else where[k])
+            res.results[i] = dict(max_abs=float(max_abs[k]), norm_rel=float(norm_rel[k]), mismatched=int(nbad[k]),
+                                  total=int(sizes[k]), nonfinite=0 if nonfinite is None else int(nonfinite[k]))
+            res.failing.append(i)
 
 
 def max_rel(check):

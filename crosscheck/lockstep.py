@@ -26,7 +26,7 @@ import handbp as hb
 from handbp.inspect import Recorder, leaves
 
 from ._torch import require_torch, to_numpy
-from .compare import Check, Divergence, default_tolerance, diagnose, evaluate, max_rel
+from .compare import Check, Divergence, Layout, default_tolerance, diagnose, evaluate_arrays, max_rel
 from .mirror import (load_optimizer_state, mirror, torch_dtype, target_tensor,
                      twin_param_map)
 
@@ -208,21 +208,16 @@ class Trace:
         self._tol_text = tolerance.describe()
         self.elapsed = 0.0
 
-    def _record(self, checks, result):
-        """Keep one step's errors compactly (the labels once while they repeat, numbers as arrays)."""
-        last = self._rows[-1][0] if self._rows else None
-        if last is not None and len(last) == len(checks) and all(
-                c.name == l[:len(c.name)] and l.endswith(c.quantity) for c, l in zip(checks, last)):
-            labels = last
-        else:
-            labels = [c.label for c in checks]
-        self._rows.append((labels, list(zip(result.max_abs.tolist(), result.norm_rel.tolist()))))
+    def _record(self, layout, result):
+        """Keep one step's errors compactly: the layout's labels (shared while they repeat) and the
+        numbers as arrays."""
+        self._rows.append((layout.labels, result.max_abs, result.norm_rel))
 
     @property
     def steps(self):
         """Per step, a dict ``label -> {"max_abs", "max_rel"}``."""
-        keys = ("max_abs", "max_rel")
-        return [{label: dict(zip(keys, nums)) for label, nums in zip(labels, rows)} for labels, rows in self._rows]
+        return [{label: {"max_abs": a, "max_rel": r} for label, a, r in zip(labels, max_abs.tolist(), norm_rel.tolist())}
+                for labels, max_abs, norm_rel in self._rows]
 
     def __len__(self):
         return len(self._rows)
@@ -231,20 +226,21 @@ class Trace:
         """``(step, label, max_abs, norm_rel)`` of the largest error relative to the quantity's
         largest magnitude, or None."""
         best = None
-        for i, (labels, rows) in enumerate(self._rows):
-            for label, (max_abs, norm_rel) in zip(labels, rows):
-                if best is None or norm_rel > best[3]:
-                    best = (i, label, max_abs, norm_rel)
+        for i, (labels, max_abs, norm_rel) in enumerate(self._rows):
+            if len(labels):
+                k = int(np.argmax(norm_rel))
+                if best is None or norm_rel[k] > best[3]:
+                    best = (i, labels[k], float(max_abs[k]), float(norm_rel[k]))
         return best
 
     def worst_by_kind(self):
         """Per kind of quantity (output, loss, grad, ...), the largest max-abs error relative to
         the quantity's largest magnitude over all steps."""
         out = {}
-        for labels, rows in self._rows:
-            for label, (_, norm_rel) in zip(labels, rows):
+        for labels, _, norm_rel in self._rows:
+            for label, r in zip(labels, norm_rel.tolist()):
                 kind = label.rsplit(" ", 1)[-1].split(".")[0]
-                out[kind] = max(out.get(kind, 0.0), norm_rel)
+                out[kind] = max(out.get(kind, 0.0), r)
         return out
 
     def summary(self):
@@ -359,17 +355,31 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         if owner is not None:
             leaf_index[label[n]] = owner
     loss_label = f"loss ({type(loss).__name__})"
+    # every quantity's key (name, quantity), made once: a step only appends them
+    out_keys = [(lab, "output") for lab in leaf_labels]
+    gin_keys = [(lab, "grad_input") for lab in leaf_labels]
+    buf_keys = {b: (buffer_labels[b], "buffer") for b, _ in buffers}
+    grad_keys = {n: (label[n], "grad") for n, _ in params}
+    param_keys = {n: (label[n], "param") for n, _ in params}
+    state_keys = {}
+    loss_key, dpred_key = (loss_label, "loss"), (loss_label, "grad_pred")
+    opt_named = [(p, names[id(p)]) for p in opt_params]
+    param_of = {label[n]: n for n, _ in params}          # a parameter's label -> its name
+    layouts = {}                          # one per distinct list of keys (they repeat step after step)
     t0 = time.perf_counter()
     previous_grads = {}
-    for step, (x, y) in enumerate(data):
-        x = np.asarray(x)
-        before = {n: p.data.copy() for n, p in params}
-        # -- handbp's step, recorded
-        # (an exception part-way is held back: what was computed before it is still compared, as
-        # a wrong shape often makes a later phase fail, and the Divergence explains why)
-        out = value = dpred = grads = None
-        reached, error = 0, None
-        with Recorder(leaf_list, keep=("outputs", "grad_inputs")) as rec:
+    rec = Recorder(leaf_list, keep=("outputs", "grad_inputs"))
+    with rec:
+        for step, (x, y) in enumerate(data):
+            x = np.asarray(x)
+            rec.outputs.clear()
+            rec.grad_inputs.clear()
+            before = {n: p.data.copy() for n, p in params}
+            # -- handbp's step, recorded
+            # (an exception part-way is held back: what was computed before it is still compared, as
+            # a wrong shape often makes a later phase fail, and the Divergence explains why)
+            out = value = dpred = grads = None
+            reached, error = 0, None
             try:
                 optimizer.zero_grad()
                 out = model(x)
@@ -383,94 +393,111 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 reached = 3
             except Exception as e:   # noqa: BLE001 - re-raised below unless a mismatch explains it
                 error = e
-        # -- the twins' steps
-        try:
-            if ref is None:
-                tw = twin.step(x, y)
-                rf = None
-            elif reached >= 2:
-                tw = twin.local_step(x, y, rec, dpred, out, grads)
-                rf = ref.local_step(x, y, rec, dpred, out, grads)
-            else:   # handbp failed before its gradients: compare the twins' own steps
-                tw, rf = twin.step(x, y), ref.step(x, y)
+            # -- the twins' steps
+            try:
+                if ref is None:
+                    tw = twin.step(x, y)
+                    rf = None
+                elif reached >= 2:
+                    tw = twin.local_step(x, y, rec, dpred, out, grads)
+                    rf = ref.local_step(x, y, rec, dpred, out, grads)
+                else:   # handbp failed before its gradients: compare the twins' own steps
+                    tw, rf = twin.step(x, y), ref.step(x, y)
+                if free is not None:
+                    free.step(x, y, record=False)
+            except Exception:
+                if error is not None:
+                    raise error from None     # bad input: handbp's own error says what is wrong
+                raise
+            # -- the quantities, in causal order: (key, handbp's value, torch's from the twin, and in
+            # float32 mode the float64 twin's)
+            rows = []
+            add = rows.append
+            outputs, twin_outputs = rec.outputs, tw["outputs"]
+            ref_outputs = rf["outputs"] if rf else None
+            for i, path in enumerate(paths):
+                if path in outputs:
+                    add((out_keys[i], outputs[path], twin_outputs[i], rf and ref_outputs[i]))
+            for bname, (mod, attr) in buffers:
+                add((buf_keys[bname], getattr(mod, attr), twin.views[bname], rf and ref.views[bname]))
+            if reached >= 1:
+                add((loss_key, np.float64(value), np.float64(tw["loss"]), rf and np.float64(rf["loss"])))
+            if dpred is not None:
+                add((dpred_key, dpred, tw["grad_pred"], rf and rf["grad_pred"]))
+            grad_inputs, twin_gins = rec.grad_inputs, tw["grad_inputs"]
+            ref_gins = rf["grad_inputs"] if rf else None
+            for i in reversed(range(len(paths))):
+                if paths[i] in grad_inputs:
+                    add((gin_keys[i], grad_inputs[paths[i]], twin_gins[i], rf and ref_gins[i]))
+            if reached >= 2:
+                twin_grads, ref_grads = tw["grads"], rf and rf["grads"]
+                for n, _ in params:
+                    add((grad_keys[n], grads[n], twin_grads[n], rf and ref_grads[n]))
+            if reached >= 3:
+                for p, n in opt_named:
+                    mine = optimizer.state.get(p)
+                    theirs = twin.optimizer.state.get(twin.mapping[p])
+                    if not mine and not theirs:
+                        continue
+                    mine, theirs = mine or {}, theirs or {}
+                    refs = ref.optimizer.state.get(ref.mapping[p], {}) if rf else {}
+                    for key in sorted(set(mine) | set(theirs)) if mine.keys() != theirs.keys() else mine:
+                        a = mine.get(key)
+                        a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
+                        k = state_keys.get((n, key))
+                        if k is None:
+                            k = state_keys[(n, key)] = (label[n], f"state.{key}")
+                        add((k, a, _state_value(theirs.get(key)), rf and _state_value(refs.get(key))))
+                views, ref_views = twin.views, ref.views if rf else None
+                for n, p in params:
+                    add((param_keys[n], p.data, views[n], rf and ref_views[n]))
+            keys, A, B, R = zip(*rows) if rows else ((), (), (), ())
+            layout = layouts.get(keys)
+            if layout is None:
+                layout = layouts[keys] = Layout(keys)
+            result = evaluate_arrays(layout, A, B, R if rf else None, tol)
+            failing = []
+            for k in result.failing:     # a Check, with what its diagnosis needs, for each mismatch
+                name, quantity = keys[k]
+                n = param_of.get(name)
+                c = Check(name, quantity, A[k], B[k], R[k] if rf else None,
+                          before=before[n] if quantity == "param" else None,
+                          grad=grads[n] if quantity.startswith("state.") else None,
+                          previous=previous_grads.get(n) if quantity == "grad" else None)
+                c.result = result.results[k]
+                failing.append(c)
+            if failing and error is None:
+                failing = _recheck_locally(failing, twin, ref, tol, leaf_index, rec, paths, dpred, x, before)
+            if error is not None and not failing:
+                raise error
+            if not failing and result.nonfinite.any():
+                k = int(np.flatnonzero(result.nonfinite)[0])
+                raise NonFiniteError(step, layout.labels[k], result.nonfinite[k], np.size(A[k]))
+            trace._record(layout, result)
+            trace.losses.append(float(value))
+            trace.torch_losses.append(tw["loss"])
             if free is not None:
-                free.step(x, y, record=False)
-        except Exception:
-            if error is not None:
-                raise error from None     # bad input: handbp's own error says what is wrong
-            raise
-        # -- the checks, in causal order: torch's value from the twin (and the float64 reference)
-        checks = []
-        add = checks.append
-        both = rf is not None
-        for i, (path, m) in enumerate(leaf_list):
-            if path in rec.outputs:
-                add(Check(leaf_labels[i], "output", rec.outputs[path], tw["outputs"][i],
-                          rf["outputs"][i] if both else None))
-        for bname, (mod, attr) in buffers:
-            add(Check(buffer_labels[bname], "buffer", getattr(mod, attr), twin.views[bname],
-                      ref.views[bname] if both else None))
-        if reached >= 1:
-            add(Check(loss_label, "loss", np.float64(value), np.float64(tw["loss"]),
-                      np.float64(rf["loss"]) if both else None))
-        if dpred is not None:
-            add(Check(loss_label, "grad_pred", dpred, tw["grad_pred"], rf["grad_pred"] if both else None))
-        for i in reversed(range(len(leaf_list))):
-            path = paths[i]
-            if path in rec.grad_inputs:
-                add(Check(leaf_labels[i], "grad_input", rec.grad_inputs[path], tw["grad_inputs"][i],
-                          rf["grad_inputs"][i] if both else None))
-        if reached >= 2:
-            for n, _ in params:
-                add(Check(label[n], "grad", grads[n], tw["grads"][n], rf["grads"][n] if both else None,
-                          previous=previous_grads.get(n)))
-        if reached >= 3:
-            for p in opt_params:
-                n = names[id(p)]
-                mine = optimizer.state.get(p, {})
-                theirs = twin.optimizer.state.get(twin.mapping[p], {})
-                refs = ref.optimizer.state.get(ref.mapping[p], {}) if both else {}
-                for key in sorted(set(mine) | set(theirs)) if mine.keys() != theirs.keys() else mine:
-                    a = mine.get(key)
-                    a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
-                    add(Check(label[n], f"state.{key}", a, _state_value(theirs.get(key)),
-                              _state_value(refs.get(key)) if both else None, grad=grads[n]))
-            for n, p in params:
-                add(Check(label[n], "param", p.data, twin.views[n], ref.views[n] if both else None, before[n]))
-        result = evaluate(checks, tol)
-        failing = result.failing
-        if failing and error is None:
-            failing = _recheck_locally(failing, twin, ref, tol, leaf_index, rec, paths, dpred, x, before)
-        if error is not None and not failing:
-            raise error
-        if not failing and result.nonfinite.any():
-            k = int(np.flatnonzero(result.nonfinite)[0])
-            raise NonFiniteError(step, checks[k].label, result.nonfinite[k], np.size(checks[k].a))
-        trace._record(checks, result)
-        trace.losses.append(float(value))
-        trace.torch_losses.append(tw["loss"])
-        if free is not None:
-            trace.drift.append(_drift(params, free))
-        if failing:
-            ctx = _context(x, out, y)
-            first, rest = failing[0], failing[1:]
-            others = []
-            for c in rest:
-                hint = diagnose(c, ctx, ratio_tol)[0]
-                others.append(f"{c.label}: max rel {max_rel(c):.3g}" + (f" [{hint}]" if hint else ""))
-            if error is not None:
-                others.append(f"then handbp raised {type(error).__name__}: {error}")
-            exc = Divergence(step, first, tol, ctx, others, ratio_tol, [c.quantity for c in failing])
-            exc.__cause__ = error
-            trace.divergence = exc
-            trace.elapsed = time.perf_counter() - t0
-            if raise_on_divergence:
-                raise exc
-            return trace
-        previous_grads = grads or {}
-        twin.resync(params, buffers, optimizer)
-        if ref is not None:
-            ref.resync(params, buffers, optimizer)
+                trace.drift.append(_drift(params, free))
+            if failing:
+                ctx = _context(x, out, y)
+                first, rest = failing[0], failing[1:]
+                others = []
+                for c in rest:
+                    hint = diagnose(c, ctx, ratio_tol)[0]
+                    others.append(f"{c.label}: max rel {max_rel(c):.3g}" + (f" [{hint}]" if hint else ""))
+                if error is not None:
+                    others.append(f"then handbp raised {type(error).__name__}: {error}")
+                exc = Divergence(step, first, tol, ctx, others, ratio_tol, [c.quantity for c in failing])
+                exc.__cause__ = error
+                trace.divergence = exc
+                trace.elapsed = time.perf_counter() - t0
+                if raise_on_divergence:
+                    raise exc
+                return trace
+            previous_grads = grads or {}
+            twin.resync(params, buffers, optimizer)
+            if ref is not None:
+                ref.resync(params, buffers, optimizer)
     trace.divergence = None
     trace.elapsed = time.perf_counter() - t0
     if collector is not None:

@@ -20,6 +20,10 @@ def leaves(model, prefix=""):
     return [(prefix, model)]
 
 
+def _copy(a):
+    return a.copy() if type(a) is np.ndarray else np.array(a, copy=True)
+
+
 class Recorder:
     """``with Recorder(leaves(model)) as rec:`` records, per leaf path, ``inputs``, ``outputs``,
     ``upstream`` (the dy given to backward) and ``grad_inputs`` (the dx it returned), as copies;
@@ -37,18 +41,18 @@ class Recorder:
 
             def forward(x, _f=fwd, _p=path, _in="inputs" in self.keep, _out="outputs" in self.keep):
                 if _in:
-                    self.inputs[_p] = np.array(x, copy=True)
+                    self.inputs[_p] = _copy(x)
                 y = _f(x)
                 if _out:
-                    self.outputs[_p] = np.array(y, copy=True)
+                    self.outputs[_p] = _copy(y)
                 return y
 
             def backward(dy, _b=bwd, _p=path, _up="upstream" in self.keep, _gi="grad_inputs" in self.keep):
                 if _up:
-                    self.upstream[_p] = np.array(dy, copy=True)
+                    self.upstream[_p] = _copy(dy)
                 dx = _b(dy)
                 if _gi:
-                    self.grad_inputs[_p] = None if dx is None else np.array(dx, copy=True)
+                    self.grad_inputs[_p] = None if dx is None else _copy(dx)
                 return dx
 
             object.__setattr__(m, "forward", forward)
