@@ -162,6 +162,57 @@ def test_lockstep_compares_every_quantity_each_step(rng):
     assert labels == expected
 
 
+class WrongForBatchOf3(hb.Tanh):
+    """Correct, except its backward is 10% off for a batch of 3."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        return dx * 1.1 if np.ndim(dy) == 2 and len(dy) == 3 else dx
+
+
+def test_lockstep_follows_changing_shapes_and_quantities(rng):
+    """Batch sizes change from step to step (an unbatched sample among them): each step is judged
+    with its own sizes, and a bug that shows only at the third step's batch of 3 is caught there."""
+    sizes = [8, 8, 3, None, 1, 8]
+    data = [(rng.normal(size=(5,) if b is None else (b, 5)), rng.normal(size=(2,) if b is None else (b, 2)))
+            for b in sizes]
+    model = hb.Sequential(hb.Linear(5, 4, rng=rng), hb.Tanh(), hb.Linear(4, 2, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data)
+    assert len(trace) == 6 and trace.divergence is None
+    assert [len(s) for s in trace.steps] == [20] * 6 and trace.worst()[3] < 1e-12
+
+    model = hb.Sequential(hb.Linear(5, 4, rng=rng), WrongForBatchOf3(), hb.Linear(4, 2, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), opt, data)
+    assert (info.value.step, info.value.name, info.value.quantity) == (2, "1 (WrongForBatchOf3)", "grad_input")
+    assert info.value.hint == "factor" and abs(info.value.factor - 1.1) < 1e-9
+
+
+@pytest.mark.parametrize("outcome", ["passes", "diverges", "raises"])
+def test_lockstep_leaves_the_model_as_it_was(outcome, rng):
+    """lockstep watches each module's forward and backward while it runs; afterwards the modules
+    are the user's own again, whether it passed, found a divergence or met an error."""
+    model = hb.Sequential(hb.Linear(3, 4, rng=rng), hb.Tanh() if outcome != "diverges" else WrongForBatchOf3(),
+                          hb.Linear(4, 2, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.1)
+    n_in = 7 if outcome == "raises" else 3          # a wrong input size: handbp's own error
+    data = [(rng.normal(size=(3, n_in)), rng.normal(size=(3, 2)))]
+    try:
+        cc.lockstep(model, hb.MSELoss(), opt, data)
+    except cc.Divergence:
+        assert outcome == "diverges"
+    except ValueError:
+        assert outcome == "raises"
+    else:
+        assert outcome == "passes"
+    for _, m in model.named_modules():
+        assert "forward" not in vars(m) and "backward" not in vars(m)
+    x = rng.normal(size=(2, 3))
+    np.testing.assert_array_equal(model(x), model[2].forward(model[1].forward(model[0].forward(x))))
+
+
 def test_lockstep_tolerance_override_catches_rounding(rng):
     model = tanh_net(rng, depth=3, width=32)
     data = data_for(rng, 2)
