@@ -66,12 +66,18 @@ class _Twin:
         # NumPy views of the twin's parameters and buffers (updated in place by torch)
         self.views = {k: t.detach().numpy() for k, t in self.state.items()}
         self.dtype = next(iter(self.params.values())).dtype if self.params else torch_dtype(model.dtype)
+        self.np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
+        self.trainable_params = [self.params[n] for n in self.trainable]
 
     def _tensor(self, a):
-        return self.torch.from_numpy(np.array(a, copy=True)).to(self.dtype)
+        """A tensor holding a copy of ``a`` in the twin's dtype."""
+        return self.torch.from_numpy(np.array(a, dtype=self.np_dtype))
 
     def _target(self, y):
-        return target_tensor(y, np.float64 if self.dtype == self.torch.float64 else np.float32)
+        y = np.asarray(y)
+        if y.dtype.kind == "f":
+            return self._tensor(y)
+        return target_tensor(y, self.np_dtype)
 
     def step(self, x, y, record=True):
         """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
@@ -85,18 +91,21 @@ class _Twin:
             ins.append(h)
         loss = self.loss(h, self._target(y))
         names = self.trainable
-        gs = self.torch.autograd.grad(loss, ins + [self.params[n] for n in names], allow_unused=True)
-        for n, g in zip(names, gs[len(ins):]):
-            self.params[n].grad = g
+        gs = self.torch.autograd.grad(loss, ins + self.trainable_params, allow_unused=True)
+        k = len(ins)
+        for p, g in zip(self.trainable_params, gs[k:]):
+            p.grad = g
         for n in self.frozen:
             self.params[n].grad = None
         self.optimizer.step()
         if not record:
             return None
+        # (gradients from autograd.grad do not require grad: .numpy() needs no detach)
         grads = dict.fromkeys(self.params)
-        grads.update((n, None if g is None else g.numpy()) for n, g in zip(names, gs[len(ins):]))
-        return dict(outputs=[o.detach().numpy() for o in ins[1:]], grad_inputs=[to_numpy(g) for g in gs[:len(ins) - 1]],
-                    grad_pred=to_numpy(gs[len(ins) - 1]), loss=float(loss.detach()), grads=grads)
+        grads.update((n, None if g is None else g.numpy()) for n, g in zip(names, gs[k:]))
+        return dict(outputs=[o.detach().numpy() for o in ins[1:]],
+                    grad_inputs=[None if g is None else g.numpy() for g in gs[:k - 1]],
+                    grad_pred=None if gs[k - 1] is None else gs[k - 1].numpy(), loss=loss.item(), grads=grads)
 
     def recheck(self, check, i, hb_input, hb_dy, before, local=None):
         """Torch's value for ``check`` from leaf ``i`` alone: its forward on handbp's input, its
