@@ -374,7 +374,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     loss_key, dpred_key = (loss_label, "loss"), (loss_label, "grad_pred")
     opt_named = [(p, names[id(p)]) for p in opt_params]
     param_of = {label[n]: n for n, _ in params}          # a parameter's label -> its name
-    layouts = {}                          # one per distinct list of keys (they repeat step after step)
+    layouts, layout = {}, None            # one per distinct list of keys (they repeat step after step)
     t0 = time.perf_counter()
     previous_grads = {}
     rec = Recorder(leaf_list, keep=("outputs", "grad_inputs"))
@@ -461,9 +461,10 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 for n, p in params:
                     add((param_keys[n], p.data, views[n], rf and ref_views[n]))
             keys, A, B, R = zip(*rows) if rows else ((), (), (), ())
-            layout = layouts.get(keys)
-            if layout is None:
-                layout = layouts[keys] = Layout(keys)
+            if layout is None or keys != layout.keys:     # (the same key objects: compared by identity)
+                layout = layouts.get(keys)
+                if layout is None:
+                    layout = layouts[keys] = Layout(keys)
             result = evaluate_arrays(layout, A, B, R if rf else None, tol)
             failing = []
             for k in result.failing:     # a Check, with what its diagnosis needs, for each mismatch
