@@ -15,7 +15,7 @@ from .common import fix_threads, machine_line
 
 def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=100, help="steps per timed block (default 100)")
-    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     parser.add_argument("--pytest", action="store_true", help="also time the test suite: pytest -n 2 against "
                         "serial (minutes)")
@@ -88,12 +88,15 @@ def run(args):
     rows = lockstep_ratio(args.steps, args.repeats)
     pair = statistics.median(a for a, _ in rows)
     checked = statistics.median(b for _, b in rows)
-    ratio = statistics.median(b / a for a, b in rows)
+    ratios = sorted(b / a for a, b in rows)
+    ratio = statistics.median(ratios)
+    q1, q3 = (statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (ratio, ratio))
     print(f"  handbp step + torch step  {pair * 1e6:8.1f} µs")
     print(f"  lockstep step             {checked * 1e6:8.1f} µs   (compares 58 quantities, re-synchronises)")
-    print(f"  ratio lockstep / (handbp + torch): {ratio:.2f}× (median of {args.repeats} interleaved rounds; goal ≤ 1.5×)")
+    print(f"  ratio lockstep / (handbp + torch): {ratio:.2f}× (median of {args.repeats} interleaved rounds, "
+          f"quartiles {q1:.2f}–{q3:.2f}; goal ≤ 1.5×)")
     result = {"date": when, "machine": machine_line(), "threads": threads, "pair_seconds": pair,
-              "lockstep_seconds": checked, "ratio": ratio, "rounds": rows}
+              "lockstep_seconds": checked, "ratio": ratio, "ratio_quartiles": [q1, q3], "rounds": rows}
     if args.pytest:
         print(f"test suite ({args.tests}), wall time, {os.cpu_count()} cpus:")
         times = pytest_speedup(args.tests)
