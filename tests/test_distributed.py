@@ -52,7 +52,8 @@ def seeds(folder):
 
 def test_two_popen_gateways_match_a_serial_run(pytester, tmp_path, monkeypatch):
     pytester.makepyfile(SUITE)
-    common = ("--crosscheck-seed=2024", "-p", "no:cacheprovider", "-rA")
+    # hypothesis's pytest plugin (unused here) is left out: it is most of each process's start-up
+    common = ("--crosscheck-seed=2024", "-p", "no:hypothesispytest", "-p", "no:cacheprovider", "-rA")
     out_serial, out_dist = tmp_path / "serial", tmp_path / "distributed"
     out_serial.mkdir(), out_dist.mkdir()
     monkeypatch.setenv("CROSSCHECK_TEST_OUT", str(out_serial))

@@ -8,6 +8,11 @@ from crosscheck.grading import HIDDEN_TEXT, partial_fraction
 
 pytest_plugins = ["pytester"]
 
+# Every inner run: hypothesis's pytest plugin (installed for the project's own fuzz tests, unused by
+# these suites) is left out, as it makes up most of a pytest process's start-up (~0.7 s of ~1 s,
+# paid again by each xdist worker); no cache is written.
+FAST = ("-p", "no:hypothesispytest", "-p", "no:cacheprovider")
+
 COURSE = '''
 import importlib.util, os
 import numpy as np, pytest, torch
@@ -81,7 +86,7 @@ def run_submission(pytester, tmp_path, monkeypatch):
         monkeypatch.setenv("SUBMISSION", str(sub))
         pytester.makepyfile(test_course=COURSE)
         result = pytester.runpytest_subprocess(f"--crosscheck-gradescope={out}", "--crosscheck-seed=5", "-n", "2",
-                                               "-p", "no:cacheprovider", "--crosscheck-autolab")
+                                               *FAST, "--crosscheck-autolab")
         return result, json.loads(out.read_text())
     return run
 
@@ -151,8 +156,7 @@ def test_time_limit_scores_zero(pytester, tmp_path):
             pass
     ''')
     out = tmp_path / "r.json"
-    result = pytester.runpytest_subprocess(f"--crosscheck-gradescope={out}", "--crosscheck-timeout=1", "-p",
-                                           "no:cacheprovider")
+    result = pytester.runpytest_subprocess(f"--crosscheck-gradescope={out}", "--crosscheck-timeout=1", *FAST)
     doc = json.loads(out.read_text())
     tests = by_name(doc)
     assert tests["test_slow"]["score"] == 0.0 and tests["test_slow"]["tags"] == ["timeout"]
@@ -174,5 +178,5 @@ def test_bad_points_marker_is_a_usage_error(pytester):
         @pytest.mark.points(2, visibility="secret")
         def test_x(): pass
     ''')
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*FAST)        # no torch, no workers: no process needed
     assert "visibility must be one of" in result.stdout.str() + result.stderr.str()
