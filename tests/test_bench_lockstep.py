@@ -50,3 +50,13 @@ def test_lockstep_benchmark_rejects_a_count_below_one(option, capsys):
     assert main(["bench", "lockstep", option, "0"]) == 2
     err = capsys.readouterr().err
     assert f"{option}: expected an integer ≥ 1, got 0" in err
+
+
+def test_machine_ceiling_times_one_process_against_two():
+    """The --pytest figure comes with the machine's own ceiling for two processes: a loop timed
+    alone and as two copies at once. Tiny loops here; only the shape of the result is checked."""
+    from handbp.benchmarks.lockstep import machine_ceiling
+    ceiling, rows = machine_ceiling(rounds=2, loops=10_000)
+    assert len(rows) == 2 and all(a > 0 and len(t) == 2 and min(t) > 0 for a, t in rows)
+    assert ceiling == pytest.approx(sorted(2 * a / (sum(t) / 2) for a, t in rows)[0] / 2
+                                    + sorted(2 * a / (sum(t) / 2) for a, t in rows)[1] / 2)

@@ -63,6 +63,28 @@ def lockstep_ratio(steps, repeats):
     return rows
 
 
+SPIN = ("import sys, time\nt = time.perf_counter()\ns = 0\nfor k in range(int(sys.argv[1])):\n    s += k\n"
+        "print(time.perf_counter() - t)")
+
+
+def machine_ceiling(rounds=3, loops=20_000_000):
+    """What two processes get from this machine's cores: a pure-Python loop timed alone and as two
+    copies at once (each timing itself), ``rounds`` times interleaved. Returns (ceiling, rows):
+    ceiling = the median of 2 × t_alone / mean(t_together), 2.0 on two idle, independent cores;
+    ``loops`` iterations of the loop per process (~1.5 s here by default)."""
+    def spin(n):
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN, str(loops)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        return [float(p.communicate()[0]) for p in procs]
+    rows = []
+    for _ in range(rounds):
+        alone = spin(1)[0]
+        together = spin(2)
+        rows.append((alone, together))
+    ceiling = statistics.median(2 * a / statistics.mean(t) for a, t in rows)
+    return ceiling, rows
+
+
 def pytest_speedup(tests):
     seed = "--crosscheck-seed=12345"
     base = [sys.executable, "-m", "pytest", tests, "-q", "-p", "no:cacheprovider", seed]
@@ -99,10 +121,15 @@ def run(args):
               "lockstep_seconds": checked, "ratio": ratio, "ratio_quartiles": [q1, q3], "rounds": rows}
     if args.pytest:
         print(f"test suite ({args.tests}), wall time, {os.cpu_count()} cpus:")
+        ceiling, spins = machine_ceiling()
         times = pytest_speedup(args.tests)
+        ceiling_after, spins_after = machine_ceiling()
         speedup = times["serial"] / times["-n 2"]
         print(f"  speed-up with -n 2: {speedup:.2f}× (goal ≥ 1.7×)")
-        result["pytest"] = {**times, "speedup": speedup}
+        print(f"  the machine's own ceiling for two processes (a CPU-bound loop alone against two at once): "
+              f"{ceiling:.2f}× before, {ceiling_after:.2f}× after")
+        result["pytest"] = {**times, "speedup": speedup, "ceiling": [ceiling, ceiling_after],
+                            "ceiling_rounds": spins + spins_after}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
