@@ -2,25 +2,19 @@
 failure text, xdist seed hand-over and thread caps.
 
 Each process that runs a lockstep pays ~3 s (importing torch, and torch._dynamo at its first
-optimizer), so two runs are shared by several tests (``runs``, made once per outer run, even under
-xdist): one ``-n 2`` run of a few test files with no seed given, and one serial run without xdist at
-the seed the ``-n 2`` run printed. Each test asserts its own property on them. Runs that need neither
-torch nor xdist workers run in-process (pytester), except where a second process is the point."""
+optimizer), so two runs serve six properties (``make_runs``, checked by
+``test_plugin_under_xdist_and_serially``): one ``-n 2`` run of a few test files with no seed given,
+and one serial run without xdist at the seed the ``-n 2`` run printed. Runs that need neither torch
+nor xdist workers run in-process (pytester), except where a second process is the point."""
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-try:
-    import fcntl
-except ImportError:             # not POSIX: each xdist worker makes the shared runs itself
-    fcntl = None
 
 pytest_plugins = ["pytester"]
 
@@ -189,21 +183,7 @@ def make_runs(root):
     return {"n2": n2, "serial": serial, "seed": seed, **{k: str(v) for k, v in dirs.items()}}
 
 
-@pytest.fixture(scope="module")
-def runs(request, tmp_path_factory):
-    """``make_runs``, once per outer run: under xdist the first worker to need them makes them (the
-    others wait on a lock) in this run's own base temporary folder, so they cost their ~10 s once."""
-    if fcntl is None or not hasattr(request.config, "workerinput"):
-        doc = make_runs(tmp_path_factory.mktemp("runs"))
-    else:
-        shared = tmp_path_factory.getbasetemp().parent / "test_plugin_runs"     # this run's workers only
-        shared.mkdir(exist_ok=True)
-        with open(shared / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)                # released on close, or when its holder dies
-            done = shared / "runs.json"
-            if not done.exists():
-                done.write_text(json.dumps(make_runs(Path(tempfile.mkdtemp(dir=shared)))))
-            doc = json.loads(done.read_text())
+def load_runs(doc):
     return SimpleNamespace(n2=Run(**doc["n2"]), serial=Run(**doc["serial"]), seed=doc["seed"],
                            **{k: Path(doc[k]) for k in ("n2_out", "n2_seen", "serial_out", "serial_seen")})
 
@@ -282,7 +262,7 @@ def test_rng_depends_on_seed_and_node_id_only(pytester):
     assert sorted(l for l in other.outlines if "DRAW" in l) != draws[0]
 
 
-def test_wrong_backward_fails_with_the_report_not_a_traceback(runs):
+def check_wrong_backward_fails_with_the_report_not_a_traceback(runs):
     result, seed = runs.serial, runs.seed
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert outcomes(result)["test_wrong.py::test_wrong_backward"] == "FAILED"
@@ -294,7 +274,7 @@ def test_wrong_backward_fails_with_the_report_not_a_traceback(runs):
     assert "lockstep.py" not in out and "site-packages" not in out
 
 
-def test_without_xdist(runs):
+def check_without_xdist(runs):
     got = outcomes(runs.serial)
     assert {k: v for k, v in got.items() if k != "test_wrong.py::test_wrong_backward"} == \
         dict.fromkeys(SUITE_IDS, "PASSED"), runs.serial.out
@@ -302,14 +282,14 @@ def test_without_xdist(runs):
     assert set(where_it_ran(runs.serial_seen)) == {"serial"}
 
 
-def test_n2_gives_the_serial_seeds_and_values(runs):
+def check_n2_gives_the_serial_seeds_and_values(runs):
     got = outcomes(runs.n2)
     assert all(got.get(t) == "PASSED" for t in SUITE_IDS), runs.n2.out
     assert got["test_wrong.py::test_wrong_backward"] == outcomes(runs.serial)["test_wrong.py::test_wrong_backward"]
     assert seeds(runs.serial_out) == seeds(runs.n2_out) and len(seeds(runs.serial_out)) == 6
 
 
-def test_workers_share_the_controllers_random_seed(runs):
+def check_workers_share_the_controllers_random_seed(runs):
     header = header_seed(runs.n2.out)
     assert {v["base"] for v in seeds(runs.n2_out).values()} == {header}
     ran = where_it_ran(runs.n2_seen)
@@ -317,20 +297,18 @@ def test_workers_share_the_controllers_random_seed(runs):
     assert {t["base"] for tests in ran.values() for t in tests} == {header}     # ... at the controller's seed
 
 
-def test_workers_cap_their_threads(runs):
+def check_workers_cap_their_threads(runs):
     got = outcomes(runs.n2)
     assert (got.get("test_caps.py::test_caps"), got.get("test_caps.py::test_other")) == ("PASSED", "PASSED"), \
         runs.n2.out
 
 
-def test_workers_recap_torch_before_every_test(runs):
+def check_workers_recap_torch_before_every_test(runs):
     """The environment asks for every core, torch is imported before the plugin configures (by a
     conftest), and each test raises torch's thread count as it ends: every later test on that
     worker still starts with the worker's share."""
     cores = os.cpu_count() or 1
-    if cores < 2:
-        pytest.skip("one core: a worker's share equals the default, so a missing cap cannot show")
-    limit = max(1, cores // 2)
+    limit = max(1, cores // 2)        # (on one core the share is the default: a missing cap cannot show)
     ran = where_it_ran(runs.n2_seen)
     assert set(ran) == {"gw0", "gw1"}, ran
     for worker, tests in ran.items():
@@ -338,3 +316,23 @@ def test_workers_recap_torch_before_every_test(runs):
         for t in tests:
             assert t["blas"] and max(t["blas"]) <= limit, (worker, t)
             assert t["torch"] is not None and t["torch"] <= limit, (worker, t)
+
+
+CHECKS = [check_wrong_backward_fails_with_the_report_not_a_traceback, check_without_xdist,
+          check_n2_gives_the_serial_seeds_and_values, check_workers_share_the_controllers_random_seed,
+          check_workers_cap_their_threads, check_workers_recap_torch_before_every_test]
+
+
+def test_plugin_under_xdist_and_serially(tmp_path):
+    """The two shared runs (``make_runs``) serve six properties of the plugin. One test makes them
+    and checks every property: each one that fails is reported under its own name with its own
+    assertion, and the others are still checked. (Six tests sharing the runs would need them made
+    once per xdist worker, or a file shared between workers; this suite shares none.)"""
+    runs = load_runs(make_runs(tmp_path))
+    failed = []
+    for check in CHECKS:
+        try:
+            check(runs)
+        except AssertionError as e:
+            failed.append(f"{check.__name__[len('check_'):]}:\n{e}")
+    assert not failed, f"{len(failed)} of {len(CHECKS)} properties failed:\n\n" + "\n\n".join(failed)
