@@ -342,3 +342,47 @@ def test_both_sides_nan_is_reported_as_divergence_of_training(rng):
     data = [(rng.normal(size=(4, 5)) * 1e150, rng.normal(size=(4, 3)))] * 3
     with pytest.raises(cc.NonFiniteError, match="both sides"):
         cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=1.0), data)
+
+
+class Watch(hb.Identity):
+    """Records torch's and BLAS's thread counts each time it runs forward."""
+
+    seen = []
+
+    def forward(self, x):
+        from threadpoolctl import threadpool_info
+        Watch.seen.append((torch.get_num_threads(),
+                           max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("with_threadpoolctl", [True, False])
+def test_lockstep_shares_the_threads_between_numpy_and_torch(with_threadpoolctl, rng, monkeypatch):
+    """NumPy's BLAS pool and torch's take turns within a step; at full size each they fight over
+    the cores. During lockstep torch keeps half its threads and BLAS gets the rest (without
+    threadpoolctl: torch on 1 thread); both are restored afterwards, also after a Divergence."""
+    from threadpoolctl import threadpool_limits
+    import crosscheck._torch as ct
+    if not with_threadpoolctl:
+        monkeypatch.setattr(ct, "_BLAS", [None])
+    cc.register(Watch, lambda m, _: torch.nn.Identity())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        with threadpool_limits(limits=4, user_api="blas"):
+            for wrong in (False, True):
+                Watch.seen.clear()
+                model = hb.Sequential(hb.Linear(3, 4, rng=rng), WrongForBatchOf3() if wrong else hb.Tanh(), Watch(),
+                                      hb.Linear(4, 2, rng=rng))
+                data = [(rng.normal(size=(3, 3)), rng.normal(size=(3, 2)))] * 2
+                try:
+                    cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data)
+                except cc.Divergence:
+                    assert wrong
+                expected = (2, 2) if with_threadpoolctl else (1, 4)
+                assert Watch.seen and set(Watch.seen) == {expected}, Watch.seen
+                assert torch.get_num_threads() == 4
+                from threadpoolctl import threadpool_info
+                assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {4}
+    finally:
+        torch.set_num_threads(before)
