@@ -160,6 +160,8 @@ def evaluate_arrays(layout, A, B, R, tol):
     such value). One concatenation per side and a few vector operations; a quantity missing on
     one side, or of another shape, fails on its own."""
     n = len(A)
+    if not n:
+        return StepResult(0)
     try:
         shapes = [a.shape for a in A]
         same = shapes == [b.shape for b in B]

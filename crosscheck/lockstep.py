@@ -431,8 +431,9 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             for i, path in enumerate(paths):
                 if path in outputs:
                     add((out_keys[i], outputs[path], twin_outputs[i], rf and ref_outputs[i]))
-            for bname, (mod, attr) in buffers:
-                add((buf_keys[bname], getattr(mod, attr), twin.views[bname], rf and ref.views[bname]))
+            if reached >= 1:          # (buffers move in the forward: unless handbp finished it, nothing to compare)
+                for bname, (mod, attr) in buffers:
+                    add((buf_keys[bname], getattr(mod, attr), twin.views[bname], rf and ref.views[bname]))
             if reached >= 1:
                 add((loss_key, np.float64(value), np.float64(tw["loss"]), rf and np.float64(rf["loss"])))
             if dpred is not None:
@@ -488,8 +489,9 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 k = int(np.flatnonzero(result.nonfinite)[0])
                 raise NonFiniteError(step, layout.labels[k], result.nonfinite[k], np.size(A[k]))
             trace._record(layout, result)
-            trace.losses.append(float(value))
-            trace.torch_losses.append(tw["loss"])
+            if value is not None:
+                trace.losses.append(float(value))
+                trace.torch_losses.append(tw["loss"])
             if free is not None:
                 trace.drift.append(_drift(params, free))
             if failing:

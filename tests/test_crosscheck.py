@@ -386,3 +386,18 @@ def test_lockstep_shares_the_threads_between_numpy_and_torch(with_threadpoolctl,
                 assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {4}
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("norm", ["BatchNorm1d", "LayerNorm"])
+def test_bad_data_gets_handbps_own_error_also_with_buffers(norm, rng):
+    """float64 data for a float32 model: handbp refuses it in its first layer, torch casts it. The
+    user gets handbp's error, not a mismatch of running statistics that handbp never reached (nor
+    a crash on the missing loss)."""
+    model = hb.Sequential(hb.Linear(4, 5, rng=rng, dtype=np.float32), getattr(hb, norm)(5, dtype=np.float32),
+                          hb.Tanh(), hb.Linear(5, 3, rng=rng, dtype=np.float32))
+    data = [(rng.normal(size=(6, 4)), rng.normal(size=(6, 3)).astype(np.float32))]
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
