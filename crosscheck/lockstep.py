@@ -147,11 +147,13 @@ class _Twin:
             value = run(hb_input, hb_dy, before)
             if value is None:
                 return None
-            if isinstance(leaf, torch.nn.Softmax) and check.quantity == "grad_input":
-                # dx = y ⊙ (dy − Σ dy ⊙ y) subtracts inside: its terms are y ⊙ (|dy| + Σ |dy| ⊙ y)
-                y = torch.softmax(self._tensor(hb_input), leaf.dim).numpy()
-                dy = np.abs(hb_dy)
-                return value, y * (dy + (dy * y).sum(axis=leaf.dim, keepdims=True))
+            what = "grad_input" if check.quantity == "grad_input" else local if check.quantity == "grad" else None
+            exact = _exact_terms(leaf) if what is not None else None
+            if exact is not None:
+                terms = exact(leaf, np.asarray(hb_input, np.float64), np.abs(np.asarray(hb_dy, np.float64)), before,
+                              what)
+                if terms is not None:
+                    return value, np.broadcast_to(terms, value.shape)
             absolute = {n: np.abs(v) for n, v in before.items()}
             terms = run(np.abs(hb_input), None if hb_dy is None else np.abs(hb_dy), absolute)
             return value, (np.zeros_like(value) if terms is None else np.abs(terms))
@@ -519,6 +521,67 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     if collector is not None:
         collector[-1] = trace
     return trace
+
+
+# The terms summed into a module's input gradient or a parameter's gradient, for modules that
+# subtract inside (rerunning them on absolute values, as ``_Twin.recheck`` does for the others,
+# bounds nothing there). Each takes the torch leaf, handbp's input x and |upstream gradient|
+# (float64), the leaf's parameters before the step, and what is rechecked ("grad_input" or a
+# parameter's local name); None falls back to the absolute-value run.
+def _softmax_terms(leaf, x, dy, params, what):
+    """dx = y ⊙ (dy − Σ dy ⊙ y): its terms are y ⊙ (|dy| + Σ |dy| ⊙ y)."""
+    if what != "grad_input":
+        return None
+    z = x - x.max(axis=leaf.dim, keepdims=True)
+    y = np.exp(z) / np.exp(z).sum(axis=leaf.dim, keepdims=True)
+    return y * (dy + (dy * y).sum(axis=leaf.dim, keepdims=True))
+
+
+def _normalization_terms(x, dy, axes, mu, sigma, batch_stats, weight, what, reduce_axes):
+    """x̂ = (x − μ)/σ, normalised over ``axes``. With a = (|x| + |μ|)/σ, which bounds |x̂| and
+    carries the rounding of x − μ when |x| is far above σ, and g = γ ⊙ dy:
+
+    * input gradient, batch statistics: dx = (1/σ)(g − mean g − x̂ · mean(g · x̂)); terms
+      (1/σ)(|g| + mean |g| + a · mean(|g| · a)); running statistics: dx = g/σ, terms |g|/σ;
+    * weight gradient: dγ = Σ dy · x̂ over ``reduce_axes``; terms Σ |dy| · a.
+    """
+    a = (np.abs(x) + np.abs(mu)) / sigma
+    if what == "weight":
+        return (dy * a).sum(axis=reduce_axes)
+    if what != "grad_input":
+        return None
+    g = dy if weight is None else dy * np.abs(weight)
+    if not batch_stats:
+        return g / sigma
+    return (g + g.mean(axis=axes, keepdims=True) + a * (g * a).mean(axis=axes, keepdims=True)) / sigma
+
+
+def _layer_norm_terms(leaf, x, dy, params, what):
+    axes = tuple(range(x.ndim - len(leaf.normalized_shape), x.ndim))
+    mu, sigma = x.mean(axis=axes, keepdims=True), np.sqrt(x.var(axis=axes, keepdims=True) + leaf.eps)
+    return _normalization_terms(x, dy, axes, mu, sigma, True, params.get("weight"), what,
+                                tuple(range(x.ndim - len(leaf.normalized_shape))))
+
+
+def _batch_norm_terms(leaf, x, dy, params, what):
+    axes = (0,) if x.ndim == 2 else (0, 2)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    batch_stats = leaf.training or not leaf.track_running_stats
+    if batch_stats:
+        mu, sigma = x.mean(axis=axes, keepdims=True), np.sqrt(x.var(axis=axes, keepdims=True) + leaf.eps)
+    else:
+        mu = leaf.running_mean.detach().numpy().astype(np.float64).reshape(shape)
+        sigma = np.sqrt(leaf.running_var.detach().numpy().astype(np.float64).reshape(shape) + leaf.eps)
+    weight = params.get("weight")
+    return _normalization_terms(x, dy, axes, mu, sigma, batch_stats,
+                                None if weight is None else weight.reshape(shape[1:]), what, axes)
+
+
+def _exact_terms(leaf):
+    """The terms function for a torch leaf that subtracts inside, or None."""
+    nn = require_torch().nn
+    return {nn.Softmax: _softmax_terms, nn.LayerNorm: _layer_norm_terms,
+            nn.BatchNorm1d: _batch_norm_terms}.get(type(leaf))
 
 
 TERMS_ROUNDING = 16   # × eps × the magnitude of the terms: the rounding two correct sums may differ by

@@ -91,6 +91,83 @@ def test_float32_cancellation_is_not_called_a_bug(setup, monkeypatch):
         run_setup(setup)
 
 
+def _normalised_net(seed, bug=None, plain=False, dtype=np.float32):
+    """float32 Linear → BatchNorm1d or LayerNorm → activation → Linear, weights and inputs scaled by
+    10^k (k from 0 to 4), as in a fuzz of 600 such setups: there a normalisation's input gradient is
+    a sum of terms that cancel to ~1e-14, which torch's float32 rounds to 0 and handbp's to ~1e-7.
+    ``bug`` wraps the normalisation's backward; ``plain``: no scaling, width and batch at least 4
+    (an input gradient that is not mostly rounding)."""
+    rng = np.random.default_rng(seed)
+    base = kind = (hb.BatchNorm1d, hb.LayerNorm)[(seed // 2) % 2]
+    if bug is not None:
+        kind = type(f"Off{base.__name__}", (base,), {"backward": lambda self, dy: bug(base.backward(self, dy))})
+    scale = 10.0 ** rng.integers(0, 5)
+    width, batch = int(rng.integers(1, 9)), int(rng.integers(2, 9))
+    if plain:
+        scale, width, batch = 1.0, max(width, 4), max(batch, 4)
+    act = (hb.Tanh, hb.ReLU, hb.Sigmoid, hb.GELU)[seed % 4]
+    f32 = dtype
+    model = hb.Sequential(hb.Linear(4, width, rng=rng, dtype=f32), kind(width, dtype=f32), act(),
+                          hb.Linear(width, 3, rng=rng, dtype=f32))
+    for _, p in model.named_parameters():
+        p.data[...] = (rng.normal(size=p.data.shape) * scale).astype(f32)
+    loss = (hb.MSELoss(), hb.CrossEntropyLoss())[seed % 2]
+    data = [((rng.normal(size=(batch, 4)) * scale).astype(f32),
+             rng.integers(0, 3, batch) if seed % 2 else rng.normal(size=(batch, 3)).astype(f32)) for _ in range(3)]
+    return model, loss, hb.optim.SGD(model.parameters(), lr=1e-3 / scale), data
+
+
+NORMALISED = [5, 303, 311, 341, 377, 541]   # the float32 seeds of that fuzz where handbp was called wrong
+
+
+@pytest.mark.parametrize("seed", NORMALISED)
+def test_a_normalisations_cancelling_input_gradient_is_not_called_a_bug(seed, monkeypatch):
+    """The recheck bounds a BatchNorm's or LayerNorm's input gradient by its own terms,
+    (1/σ)(|γ dy| + mean|γ dy| + a · mean(|γ dy| · a)) with a = (|x| + |μ|)/σ; without them
+    (the absolute-value rerun, which bounds nothing for a module that subtracts) it is reported."""
+    model, loss, opt, data = _normalised_net(seed)
+    assert len(cc.lockstep(model, loss, opt, data)) == 3
+    lockstep_module = importlib.import_module("crosscheck.lockstep")
+    softmax_only = lockstep_module._exact_terms
+    monkeypatch.setattr(lockstep_module, "_exact_terms",
+                        lambda leaf: softmax_only(leaf) if type(leaf).__name__ == "Softmax" else None)
+    model, loss, opt, data = _normalised_net(seed)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, loss, opt, data)
+    assert info.value.quantity == "grad_input" and "Norm" in info.value.name
+
+
+@pytest.mark.parametrize("seed", [662, 1506, 1906])
+def test_a_one_feature_layernorms_weight_gradient_is_not_called_a_bug(seed, monkeypatch):
+    """LayerNorm over one feature: x − μ is exactly 0, so is the weight's gradient Σ dy · x̂ in
+    handbp; torch's fused kernel leaves ~1e-12 of rounding. The recheck bounds it by Σ |dy| · a,
+    a = (|x| + |μ|)/σ (float64 setups of the same fuzz, 2,000 seeds)."""
+    model, loss, opt, data = _normalised_net(seed, dtype=np.float64)
+    assert model[1].weight.data.shape == (1,)
+    assert len(cc.lockstep(model, loss, opt, data)) == 3
+    lockstep_module = importlib.import_module("crosscheck.lockstep")
+    monkeypatch.setattr(lockstep_module, "_exact_terms", lambda leaf: None)
+    model, loss, opt, data = _normalised_net(seed, dtype=np.float64)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, loss, opt, data)
+    assert (info.value.name, info.value.quantity) == ("1.weight (LayerNorm)", "grad")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", NORMALISED)
+def test_a_normalisation_one_percent_off_is_still_caught(seed, dtype):
+    """Where the input gradient is not mostly rounding (those setups unscaled), a BatchNorm or
+    LayerNorm backward 1% off is still reported: the terms allow rounding, not errors. (In the
+    scaled setups the whole input gradient is rounding noise in float32, ~1e-14 against terms of
+    ~1e-3: there no comparison can tell 1% or 2× from noise.)"""
+    model, loss, opt, data = _normalised_net(seed, bug=lambda dx: dx * 1.01, plain=True, dtype=dtype)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, loss, opt, data)
+    assert info.value.name.startswith("1 (Off") and info.value.quantity == "grad_input"
+    model, loss, opt, data = _normalised_net(seed, plain=True, dtype=dtype)
+    assert len(cc.lockstep(model, loss, opt, data)) == 3
+
+
 @pytest.mark.parametrize("setup", [
     # AdamW: a bias's gradient almost equals its running mean; torch's fused lerp keeps ~200 units
     # in the last place more than a multiply-then-add would
