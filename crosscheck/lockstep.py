@@ -537,6 +537,19 @@ def _softmax_terms(leaf, x, dy, params, what):
     return y * (dy + (dy * y).sum(axis=leaf.dim, keepdims=True))
 
 
+def _tanh_terms(leaf, x, dy, params, what):
+    """dx = dy ⊙ (1 − y²) subtracts: its terms are |dy| ⊙ (1 + y²). Near saturation the result is
+    all rounding of y (one unit in the last place of y = 0.9999994 moves 1 − y² by 10%)."""
+    y = np.tanh(x)
+    return dy * (1 + y * y) if what == "grad_input" else None
+
+
+def _sigmoid_terms(leaf, x, dy, params, what):
+    """dx = dy ⊙ y(1 − y) = dy ⊙ (y − y²): its terms are |dy| ⊙ y(1 + y)."""
+    y = 0.5 * (1 + np.tanh(0.5 * x))         # σ(x), without overflow
+    return dy * y * (1 + y) if what == "grad_input" else None
+
+
 def _normalization_terms(x, dy, axes, mu, sigma, batch_stats, weight, what, reduce_axes):
     """x̂ = (x − μ)/σ, normalised over ``axes``. With a = (|x| + |μ|)/σ, which bounds |x̂| and
     carries the rounding of x − μ when |x| is far above σ, and g = γ ⊙ dy:
@@ -580,8 +593,8 @@ def _batch_norm_terms(leaf, x, dy, params, what):
 def _exact_terms(leaf):
     """The terms function for a torch leaf that subtracts inside, or None."""
     nn = require_torch().nn
-    return {nn.Softmax: _softmax_terms, nn.LayerNorm: _layer_norm_terms,
-            nn.BatchNorm1d: _batch_norm_terms}.get(type(leaf))
+    return {nn.Softmax: _softmax_terms, nn.LayerNorm: _layer_norm_terms, nn.BatchNorm1d: _batch_norm_terms,
+            nn.Tanh: _tanh_terms, nn.Sigmoid: _sigmoid_terms}.get(type(leaf))
 
 
 TERMS_ROUNDING = 16   # × eps × the magnitude of the terms: the rounding two correct sums may differ by
