@@ -19,7 +19,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 # Every inner run: hypothesis's pytest plugin (installed for the project's own fuzz tests, unused by
-# these suites) is left out, as it makes up most of a pytest process's start-up (~0.7 s of ~1 s,
+# these suites) is left out, as it makes up most of a pytest process's start-up (~0.6 s of ~0.9 s,
 # paid again by each xdist worker); no cache is written.
 FAST = ("-p", "no:hypothesispytest", "-p", "no:cacheprovider")
 
