@@ -60,12 +60,17 @@ def away_from_kinks(model, x, margin=1e-3):
     return True
 
 
-def sample(model, n_in, batched, rng):
-    for _ in range(100):
-        x = rng.normal(size=(6, n_in) if batched else (n_in,))
-        if away_from_kinks(model, x):
-            return x
-    raise AssertionError("no input away from the kinks in 100 draws")
+def model_and_input(build, n_in, batched, rng):
+    """A model from ``build(rng)`` and an input that keeps every ReLU/LeakyReLU input away from its
+    kink. A unit can sit at its kink for every input (at its bias alone, when every ReLU before it
+    is off for a sample), so after 20 inputs the model is drawn again."""
+    for _ in range(20):
+        model = build(rng)
+        for _ in range(20):
+            x = rng.normal(size=(6, n_in) if batched else (n_in,))
+            if away_from_kinks(model, x):
+                return model, x
+    raise AssertionError("no model and input away from the kinks in 20 × 20 draws")
 
 
 def failures(a, b, **tol):
@@ -76,8 +81,7 @@ def failures(a, b, **tol):
 @pytest.mark.parametrize("loss_name", LOSSES)
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.__name__)
 def test_loop_fast_and_backprop_agree(act, loss_name, batched, rng):
-    model = hb.DNN(2, 5, 4, 3, activation=act, init="torch", rng=rng)
-    x = sample(model, 4, batched, rng)
+    model, x = model_and_input(lambda r: hb.DNN(2, 5, 4, 3, activation=act, init="torch", rng=r), 4, batched, rng)
     y = make_target(loss_name, (6, 3) if batched else (3,), rng)
     loss = make_loss(loss_name)
     loop = numerical_gradient(model, loss, x, y, method="loop")
@@ -139,8 +143,7 @@ MODELS = {
 def test_other_models_agree(name, batched, rng):
     """Nested containers, normalization layers, a model that is a single layer; a custom module
     warns once (stacks cannot go through a module handbp does not know) and still agrees."""
-    model = MODELS[name](rng)
-    x = sample(model, 4, batched, rng)
+    model, x = model_and_input(MODELS[name], 4, batched, rng)
     y = rng.normal(size=(6, 3) if batched else (3,))
     loss = hb.MSELoss()
     with warnings.catch_warnings(record=True) as caught:
