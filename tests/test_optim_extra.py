@@ -414,3 +414,30 @@ def test_lerp_float32_is_bit_identical_to_torch(weight):
     start[::2] = rng.normal(scale=0.1, size=2048)
     expected = torch.from_numpy(start.copy()).lerp_(torch.from_numpy(end), weight).numpy()
     np.testing.assert_array_equal(lerp_(start, end, weight), expected)
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+@pytest.mark.parametrize("op", ["add", "addcmul", "addcdiv"])
+def test_update_operations_round_as_torchs_in_float32(op, size):
+    """The optimizers' updates round as torch's do: ``a.add(b, alpha=c)`` and ``a.addcmul(b, c,
+    value=v)`` fused (one rounding), ``a.addcdiv(b, c, value=v)`` as ``(v · b) / c`` then the sum.
+    Terms that nearly cancel, where a different order is off by many units in the last place.
+    (torch's float32 sqrt is not correctly rounded, NumPy's is: Adam, RMSprop and Adagrad can differ
+    from torch in float32 there, and lockstep's float32 rule judges them against float64.)"""
+    from handbp.optim.optimizer import add_product, add_quotient, add_scaled
+    rng = np.random.default_rng(size)
+    for value in (0.01, -0.013, 1 - 0.999, 1.0, -1.0):
+        b = rng.normal(size=size).astype(np.float32)
+        c = rng.uniform(0.5, 2.0, size=size).astype(np.float32)
+        exact = {"add": value * b.astype(np.float64), "addcmul": value * b.astype(np.float64) * c,
+                 "addcdiv": value * b.astype(np.float64) / c}[op]
+        a = (-exact * (1 + 1e-3 * rng.normal(size=size))).astype(np.float32)      # a + term ≈ 0
+        ta, tb, tc = (torch.from_numpy(v.copy()) for v in (a, b, c))
+        if op == "add":
+            mine, theirs = add_scaled(a, b, value), ta.add(tb, alpha=value)
+        elif op == "addcmul":
+            mine, theirs = add_product(a, value, b, c), ta.addcmul(tb, tc, value=value)
+        else:
+            mine, theirs = add_quotient(a, value, b, c, out=np.empty_like(a)), ta.addcdiv(tb, tc, value=value)
+        assert mine.dtype == np.float32
+        np.testing.assert_array_equal(mine, theirs.numpy(), err_msg=f"value {value}")

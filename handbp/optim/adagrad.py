@@ -1,7 +1,7 @@
 """Adagrad with torch's exact update order (lr decay, weight decay, initial accumulator, maximize)."""
 import numpy as np
 
-from .optimizer import Optimizer, check_flag, check_grads, check_number
+from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
 
 
 class Adagrad(Optimizer):
@@ -82,8 +82,8 @@ class Adagrad(Optimizer):
                 state["step"] += 1
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = add_scaled(g, p.data, wd)
                 clr = lr / (1 + (state["step"] - 1) * lr_decay)
                 s = state["sum"]
-                s += g * g
-                p.data += -clr * (g / (np.sqrt(s) + eps))
+                add_product(s, 1, g, g, out=s)
+                add_quotient(p.data, -clr, g, np.sqrt(s) + eps, out=p.data)

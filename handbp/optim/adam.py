@@ -1,7 +1,7 @@
 """Adam, with torch's exact update order (coupled or decoupled weight decay, AMSGrad, maximize)."""
 import numpy as np
 
-from .optimizer import Optimizer, check_flag, check_grads, check_number
+from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
 
 
 def lerp_(start, end, weight):
@@ -119,11 +119,11 @@ class Adam(Optimizer):
                     if group["decoupled_weight_decay"]:
                         p.data *= 1 - lr * wd
                     else:
-                        g = g + wd * p.data
+                        g = add_scaled(g, p.data, wd)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 lerp_(m, g, 1 - beta1)
                 v *= beta2
-                v += (1 - beta2) * g * g
+                add_product(v, 1 - beta2, g, g, out=v)
                 step_size = lr / (1 - beta1 ** t)
                 bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
                 if group["amsgrad"]:
@@ -131,4 +131,4 @@ class Adam(Optimizer):
                     np.maximum(v_max, v, out=v_max)
                     v = v_max
                 denom = np.sqrt(v) / bias_correction2_sqrt + eps
-                p.data += -step_size * (m / denom)
+                add_quotient(p.data, -step_size, m, denom, out=p.data)

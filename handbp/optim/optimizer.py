@@ -24,6 +24,45 @@ def check_flag(owner, key, v):
         raise TypeError(f"{owner}: {key}: expected True or False, got {describe(v)}")
 
 
+def add_scaled(a, b, alpha, out=None):
+    """``a + alpha · b``, rounded as torch's ``a.add(b, alpha=alpha)`` is: one rounding, as torch
+    fuses the multiply and the add (alpha first cast to a's dtype). Rounding ``alpha · b`` first
+    can cost many units in the last place where the two terms cancel (a step that brings a weight
+    close to 0). In float32 the fused operation is exact in float64 arithmetic (a product of two
+    float32 numbers fits), so it is done there and rounded once; in float64 the plain expression
+    is used (NumPy has no fused multiply-add). ``out``: write the result there (e.g. ``a``)."""
+    if a.dtype == np.float32:
+        result = a.astype(np.float64) + np.float64(np.float32(alpha)) * b
+    else:
+        result = a + alpha * b
+    if out is None:
+        return result.astype(a.dtype, copy=False)
+    out[...] = result
+    return out
+
+
+def add_product(a, value, b, c, out=None):
+    """``a + value · b · c``, rounded as torch's ``a.addcmul(b, c, value=value)`` is: ``value · b``
+    rounded, then multiplied by ``c`` and added to ``a`` with one rounding (fused; in float32 done
+    in float64 and rounded once, as in ``add_scaled``). ``out``: write the result there."""
+    t = value * b
+    if a.dtype == np.float32:
+        result = a.astype(np.float64) + t.astype(np.float64) * c
+    else:
+        result = a + t * c
+    if out is None:
+        return result.astype(a.dtype, copy=False)
+    out[...] = result
+    return out
+
+
+def add_quotient(a, value, b, c, out):
+    """``a + value · b / c`` into ``out``, rounded as torch's ``a.addcdiv_(b, c, value=value)`` is:
+    ``(value · b) / c``, then the sum, each rounded (the order matters to the last bit)."""
+    out[...] = a + (value * b) / c
+    return out
+
+
 def plain(v):
     """A hyperparameter as a Python number (a tuple's items too): a NumPy scalar would promote a
     float32 parameter's arithmetic, since ``np.float64(0.1) * float32_array`` is float64."""

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer, check_flag, check_grads, check_number
+from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
 
 
 class RMSprop(Optimizer):
@@ -86,19 +86,19 @@ class RMSprop(Optimizer):
                 g = -p.grad if group["maximize"] else p.grad
                 state["step"] += 1
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = add_scaled(g, p.data, wd)
                 v = state["square_avg"]
                 v *= alpha
-                v += (1 - alpha) * g * g
+                add_product(v, 1 - alpha, g, g, out=v)
                 if group["centered"]:
                     g_avg = lerp_(state["grad_avg"], g, 1 - alpha)
-                    denom = np.sqrt(v - g_avg * g_avg) + eps
+                    denom = np.sqrt(add_product(v, -1, g_avg, g_avg)) + eps
                 else:
                     denom = np.sqrt(v) + eps
                 if mu > 0:
                     buf = state["momentum_buffer"]
                     buf *= mu
                     buf += g / denom
-                    p.data += -lr * buf
+                    add_scaled(p.data, buf, -lr, out=p.data)
                 else:
-                    p.data += -lr * (g / denom)
+                    add_quotient(p.data, -lr, g, denom, out=p.data)

@@ -1,7 +1,7 @@
 """Stochastic gradient descent with torch's exact semantics."""
 import numpy as np
 
-from .optimizer import Optimizer, check_grads
+from .optimizer import Optimizer, add_scaled, check_grads
 
 
 class SGD(Optimizer):
@@ -56,9 +56,10 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                # (each "x + c · y" is rounded once, as torch's add(y, alpha=c) is: see add_scaled)
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = add_scaled(g, p.data, wd)
                 if mu != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
@@ -66,6 +67,6 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = g.copy()
                     else:
                         buf *= mu
-                        buf += (1 - damp) * g
-                    g = g + mu * buf if group["nesterov"] else buf
-                p.data -= lr * g
+                        add_scaled(buf, g, 1 - damp, out=buf)
+                    g = add_scaled(g, buf, mu) if group["nesterov"] else buf
+                add_scaled(p.data, g, -lr, out=p.data)
