@@ -31,12 +31,11 @@ def add_scaled(a, b, alpha, out=None):
     close to 0). In float32 the fused operation is exact in float64 arithmetic (a product of two
     float32 numbers fits), so it is done there and rounded once; in float64 the plain expression
     is used (NumPy has no fused multiply-add). ``out``: write the result there (e.g. ``a``)."""
-    if a.dtype == np.float32:
-        result = a.astype(np.float64) + np.float64(np.float32(alpha)) * b
-    else:
-        result = a + alpha * b
+    if a.dtype != np.float32:
+        return np.add(a, alpha * b, out=out)
+    result = a.astype(np.float64) + np.float64(np.float32(alpha)) * b
     if out is None:
-        return result.astype(a.dtype, copy=False)
+        return result.astype(np.float32)
     out[...] = result
     return out
 
@@ -46,12 +45,11 @@ def add_product(a, value, b, c, out=None):
     rounded, then multiplied by ``c`` and added to ``a`` with one rounding (fused; in float32 done
     in float64 and rounded once, as in ``add_scaled``). ``out``: write the result there."""
     t = value * b
-    if a.dtype == np.float32:
-        result = a.astype(np.float64) + t.astype(np.float64) * c
-    else:
-        result = a + t * c
+    if a.dtype != np.float32:
+        return np.add(a, t * c, out=out)
+    result = a.astype(np.float64) + t.astype(np.float64) * c
     if out is None:
-        return result.astype(a.dtype, copy=False)
+        return result.astype(np.float32)
     out[...] = result
     return out
 
