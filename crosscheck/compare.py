@@ -96,7 +96,7 @@ def _flat(arrays):
 
 
 class StepResult:
-    """What ``evaluate`` found for one step: per quantity (in order) ``max_abs``, ``norm_rel``
+    """What ``evaluate_arrays`` found for one step: per quantity (in order) ``max_abs``, ``norm_rel``
     (max abs error / the largest magnitude of torch's value) and ``nonfinite`` (handbp's NaN/Inf
     count), as arrays; ``failing``, the indices of the quantities that mismatched, in order; and
     ``results``, for each of those, ``{"max_abs", "norm_rel", "mismatched", "total", "nonfinite"}``."""
@@ -140,18 +140,6 @@ def _groups(kinds):
     """The order that puts each kind's quantities together, and where each kind starts in it."""
     order = np.argsort(kinds, kind="stable")
     return order, np.flatnonzero(np.diff(kinds[order], prepend=-1))
-
-
-def evaluate(checks, tol):
-    """Judge a list of ``Check`` at once (see ``evaluate_arrays``); each failing check gets its
-    ``result`` dict, and the returned ``StepResult.failing`` holds the failing checks."""
-    layout = Layout([(c.name, c.quantity) for c in checks])
-    res = evaluate_arrays(layout, [c.a for c in checks], [c.b for c in checks],
-                          [c.ref for c in checks] if tol.mode == "float32-rule" else None, tol)
-    for k in res.failing:
-        checks[k].result = res.results[k]
-    res.failing = [checks[k] for k in res.failing]
-    return res
 
 
 def evaluate_arrays(layout, A, B, R, tol):

@@ -436,7 +436,6 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             if reached >= 1:          # (buffers move in the forward: unless handbp finished it, nothing to compare)
                 for bname, (mod, attr) in buffers:
                     add((buf_keys[bname], getattr(mod, attr), twin.views[bname], rf and ref.views[bname]))
-            if reached >= 1:
                 add((loss_key, np.float64(value), np.float64(tw["loss"]), rf and np.float64(rf["loss"])))
             if dpred is not None:
                 add((dpred_key, dpred, tw["grad_pred"], rf and rf["grad_pred"]))
