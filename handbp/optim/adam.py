@@ -15,14 +15,10 @@ def lerp_(start, end, weight):
     in float64 arithmetic (a float32 product fits), so it is done there and rounded once; in
     float64 the ordinary expression is used."""
     diff = end - start
-    if start.dtype == np.float32:
-        if abs(weight) < 0.5:
-            fused = start.astype(np.float64) + np.float64(np.float32(weight)) * diff
-        else:
-            fused = end.astype(np.float64) - diff * np.float64(np.float32(1) - np.float32(weight))
-        start[...] = fused
-    elif abs(weight) < 0.5:
-        start += weight * diff
+    if abs(weight) < 0.5:
+        return add_scaled(start, diff, weight, out=start)
+    if start.dtype == np.float32:    # (1 − weight) is formed in float32 first, as torch does
+        start[...] = end.astype(np.float64) - diff * np.float64(np.float32(1) - np.float32(weight))
     else:
         start[...] = end - diff * (1 - weight)
     return start

@@ -24,34 +24,32 @@ def check_flag(owner, key, v):
         raise TypeError(f"{owner}: {key}: expected True or False, got {describe(v)}")
 
 
+def _fused_add(a, x, y, out):
+    """``a + x · y`` with one rounding, as torch's fused CPU kernels compute it. In float32 that is
+    exact in float64 arithmetic (a product of two float32 numbers fits), so it is formed there and
+    rounded once; in float64 the plain expression is used (NumPy has no fused multiply-add)."""
+    if a.dtype != np.float32:
+        return np.add(a, x * y, out=out)
+    result = a.astype(np.float64) + np.asarray(x, np.float32).astype(np.float64) * y
+    if out is None:
+        return result.astype(np.float32)
+    out[...] = result
+    return out
+
+
 def add_scaled(a, b, alpha, out=None):
     """``a + alpha · b``, rounded as torch's ``a.add(b, alpha=alpha)`` is: one rounding, as torch
     fuses the multiply and the add (alpha first cast to a's dtype). Rounding ``alpha · b`` first
     can cost many units in the last place where the two terms cancel (a step that brings a weight
-    close to 0). In float32 the fused operation is exact in float64 arithmetic (a product of two
-    float32 numbers fits), so it is done there and rounded once; in float64 the plain expression
-    is used (NumPy has no fused multiply-add). ``out``: write the result there (e.g. ``a``)."""
-    if a.dtype != np.float32:
-        return np.add(a, alpha * b, out=out)
-    result = a.astype(np.float64) + np.float64(np.float32(alpha)) * b
-    if out is None:
-        return result.astype(np.float32)
-    out[...] = result
-    return out
+    close to 0). ``out``: write the result there (e.g. ``a``)."""
+    return _fused_add(a, alpha, b, out)
 
 
 def add_product(a, value, b, c, out=None):
     """``a + value · b · c``, rounded as torch's ``a.addcmul(b, c, value=value)`` is: ``value · b``
-    rounded, then multiplied by ``c`` and added to ``a`` with one rounding (fused; in float32 done
-    in float64 and rounded once, as in ``add_scaled``). ``out``: write the result there."""
-    t = value * b
-    if a.dtype != np.float32:
-        return np.add(a, t * c, out=out)
-    result = a.astype(np.float64) + t.astype(np.float64) * c
-    if out is None:
-        return result.astype(np.float32)
-    out[...] = result
-    return out
+    rounded, then multiplied by ``c`` and added to ``a`` with one rounding. ``out``: write the
+    result there."""
+    return _fused_add(a, value * b, c, out)
 
 
 def add_quotient(a, value, b, c, out):
