@@ -9,9 +9,6 @@ nor xdist workers run in-process (pytester), except where a second process is th
 import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -103,27 +100,6 @@ def pytest_runtest_teardown(item):
 SHARED_FILES = {"conftest.py": CONFTEST, "test_suite.py": SUITE, "test_wrong.py": WRONG, "test_caps.py": CAPS}
 
 
-class Run:
-    """The outcome of an inner pytest run, shaped like pytester's RunResult where the tests use it."""
-
-    def __init__(self, ret, out, err):
-        self.ret, self.out, self.err = ret, out, err
-        self.outlines = out.splitlines()
-
-
-def run_pytest(folder, basetemp, *args, env=None):
-    """``python -m pytest *args`` in ``folder`` (as pytester.runpytest_subprocess does it, but usable
-    from a module-scoped fixture), ``env`` added to a clean copy of this process's environment."""
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-                            "PYTEST_XDIST_TESTRUNUID")}     # set when this suite itself runs under xdist
-    environ.update(PY_COLORS="0", PYTHONPATH=os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])),
-                   **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "pytest", f"--basetemp={basetemp}", *FAST, *args], cwd=folder,
-                          env=environ, capture_output=True, text=True, timeout=600)
-    return {"ret": proc.returncode, "out": proc.stdout, "err": proc.stderr}
-
-
 def outcomes(result):
     """node id -> outcome, from -rA's short summary lines."""
     found = {}
@@ -152,8 +128,8 @@ def where_it_ran(folder):
 SUITE_IDS = [f"test_suite.py::test_net[{w}]" for w in range(1, 7)]
 
 
-def make_runs(root):
-    """The two runs the xdist and serial tests share, as JSON.
+def make_runs(pytester, monkeypatch):
+    """The two runs the xdist and serial checks share.
 
     * ``n2``: one ``-n 2`` run with no seed given (the controller draws one) over the suite, the
       wrong backward and the thread-cap files, spread test by test (``--dist load``, the default).
@@ -162,30 +138,32 @@ def make_runs(root):
     * ``serial``: the suite and the wrong backward, serially without xdist, at the seed the ``-n 2``
       run printed.
     """
-    folder = root / "tests"
+    root = pytester.path
     dirs = {name: root / name for name in ("n2_out", "n2_seen", "serial_out", "serial_seen")}
-    for d in (folder, *dirs.values()):
+    for d in dirs.values():
         d.mkdir()
     for name, text in SHARED_FILES.items():
-        (folder / name).write_text(text)
+        (root / name).write_text(text)
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)      # set when this suite itself runs under xdist
     cores = str(os.cpu_count() or 1)
-    # the suite first: xdist's first hand-out gives each worker two of its tests, so one worker starts
-    # at its third test, where a serial run has already run two (a seed that depended on the order
-    # would show)
-    n2 = run_pytest(folder, root / "basetemp_n2", "-n", "2", "-rA", "test_suite.py", "test_wrong.py", "test_caps.py",
-                    env={"CROSSCHECK_TEST_OUT": str(dirs["n2_out"]), "CROSSCHECK_TEST_SEEN": str(dirs["n2_seen"]),
-                         "OMP_NUM_THREADS": cores, "OPENBLAS_NUM_THREADS": cores, "MKL_NUM_THREADS": cores})
-    seed = header_seed(n2["out"])
-    serial = run_pytest(folder, root / "basetemp_serial", "-p", "no:xdist", f"--crosscheck-seed={seed}", "-rA",
-                        "test_suite.py", "test_wrong.py",
-                        env={"CROSSCHECK_TEST_OUT": str(dirs["serial_out"]),
-                             "CROSSCHECK_TEST_SEEN": str(dirs["serial_seen"])})
-    return {"n2": n2, "serial": serial, "seed": seed, **{k: str(v) for k, v in dirs.items()}}
-
-
-def load_runs(doc):
-    return SimpleNamespace(n2=Run(**doc["n2"]), serial=Run(**doc["serial"]), seed=doc["seed"],
-                           **{k: Path(doc[k]) for k in ("n2_out", "n2_seen", "serial_out", "serial_seen")})
+    with monkeypatch.context() as env:
+        env.setenv("CROSSCHECK_TEST_OUT", str(dirs["n2_out"]))
+        env.setenv("CROSSCHECK_TEST_SEEN", str(dirs["n2_seen"]))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setenv(var, cores)
+        # the suite first: xdist's first hand-out gives each worker two of its tests, so one worker
+        # starts at its third test, where a serial run has already run two (a seed that depended on
+        # the order would show)
+        n2 = pytester.runpytest_subprocess(*FAST, "-n", "2", "-rA", "test_suite.py", "test_wrong.py", "test_caps.py",
+                                           timeout=600)
+    seed = header_seed(n2.stdout.str())
+    with monkeypatch.context() as env:
+        env.setenv("CROSSCHECK_TEST_OUT", str(dirs["serial_out"]))
+        env.setenv("CROSSCHECK_TEST_SEEN", str(dirs["serial_seen"]))
+        serial = pytester.runpytest_subprocess(*FAST, "-p", "no:xdist", f"--crosscheck-seed={seed}", "-rA",
+                                               "test_suite.py", "test_wrong.py", timeout=600)
+    return SimpleNamespace(n2=n2, serial=serial, seed=seed, **dirs)
 
 
 def test_header_prints_the_given_seed(pytester):
@@ -266,7 +244,7 @@ def check_wrong_backward_fails_with_the_report_not_a_traceback(runs):
     result, seed = runs.serial, runs.seed
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert outcomes(result)["test_wrong.py::test_wrong_backward"] == "FAILED"
-    out = result.out
+    out = result.stdout.str()
     for piece in ("diverge at step 0", "where:      1 (DoubledTanh)", "quantity:   grad_input",
                   "diagnosis:  handbp = 2 × torch", "mismatched elements",
                   f"replay: pytest 'test_wrong.py::test_wrong_backward' --crosscheck-seed={seed}"):
@@ -277,20 +255,20 @@ def check_wrong_backward_fails_with_the_report_not_a_traceback(runs):
 def check_without_xdist(runs):
     got = outcomes(runs.serial)
     assert {k: v for k, v in got.items() if k != "test_wrong.py::test_wrong_backward"} == \
-        dict.fromkeys(SUITE_IDS, "PASSED"), runs.serial.out
+        dict.fromkeys(SUITE_IDS, "PASSED"), runs.serial.stdout.str()
     assert len(list(runs.serial_out.iterdir())) == 6
     assert set(where_it_ran(runs.serial_seen)) == {"serial"}
 
 
 def check_n2_gives_the_serial_seeds_and_values(runs):
     got = outcomes(runs.n2)
-    assert all(got.get(t) == "PASSED" for t in SUITE_IDS), runs.n2.out
+    assert all(got.get(t) == "PASSED" for t in SUITE_IDS), runs.n2.stdout.str()
     assert got["test_wrong.py::test_wrong_backward"] == outcomes(runs.serial)["test_wrong.py::test_wrong_backward"]
     assert seeds(runs.serial_out) == seeds(runs.n2_out) and len(seeds(runs.serial_out)) == 6
 
 
 def check_workers_share_the_controllers_random_seed(runs):
-    header = header_seed(runs.n2.out)
+    header = header_seed(runs.n2.stdout.str())
     assert {v["base"] for v in seeds(runs.n2_out).values()} == {header}
     ran = where_it_ran(runs.n2_seen)
     assert set(ran) == {"gw0", "gw1"}, ran                                       # both workers ran tests ...
@@ -300,7 +278,7 @@ def check_workers_share_the_controllers_random_seed(runs):
 def check_workers_cap_their_threads(runs):
     got = outcomes(runs.n2)
     assert (got.get("test_caps.py::test_caps"), got.get("test_caps.py::test_other")) == ("PASSED", "PASSED"), \
-        runs.n2.out
+        runs.n2.stdout.str()
 
 
 def check_workers_recap_torch_before_every_test(runs):
@@ -323,12 +301,12 @@ CHECKS = [check_wrong_backward_fails_with_the_report_not_a_traceback, check_with
           check_workers_cap_their_threads, check_workers_recap_torch_before_every_test]
 
 
-def test_plugin_under_xdist_and_serially(tmp_path):
+def test_plugin_under_xdist_and_serially(pytester, monkeypatch):
     """The two shared runs (``make_runs``) serve six properties of the plugin. One test makes them
     and checks every property: each one that fails is reported under its own name with its own
     assertion, and the others are still checked. (Six tests sharing the runs would need them made
     once per xdist worker, or a file shared between workers; this suite shares none.)"""
-    runs = load_runs(make_runs(tmp_path))
+    runs = make_runs(pytester, monkeypatch)
     failed = []
     for check in CHECKS:
         try:
