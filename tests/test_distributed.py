@@ -5,6 +5,8 @@ ports."""
 import json
 import re
 
+from inner_runs import FAST
+
 pytest_plugins = ["pytester"]
 
 SUITE = '''
@@ -52,8 +54,7 @@ def seeds(folder):
 
 def test_two_popen_gateways_match_a_serial_run(pytester, tmp_path, monkeypatch):
     pytester.makepyfile(SUITE)
-    # hypothesis's pytest plugin (unused here) is left out: it is most of each process's start-up
-    common = ("--crosscheck-seed=2024", "-p", "no:hypothesispytest", "-p", "no:cacheprovider", "-rA")
+    common = ("--crosscheck-seed=2024", *FAST, "-rA")
     out_serial, out_dist = tmp_path / "serial", tmp_path / "distributed"
     out_serial.mkdir(), out_dist.mkdir()
     monkeypatch.setenv("CROSSCHECK_TEST_OUT", str(out_serial))

@@ -5,13 +5,10 @@ import json
 import pytest
 
 from crosscheck.grading import HIDDEN_TEXT, partial_fraction
+from inner_runs import FAST
 
 pytest_plugins = ["pytester"]
 
-# Every inner run: hypothesis's pytest plugin (installed for the project's own fuzz tests, unused by
-# these suites) is left out, as it makes up most of a pytest process's start-up (~0.7 s of ~1 s,
-# paid again by each xdist worker); no cache is written.
-FAST = ("-p", "no:hypothesispytest", "-p", "no:cacheprovider")
 
 COURSE = '''
 import importlib.util, os

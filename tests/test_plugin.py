@@ -12,13 +12,10 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from inner_runs import FAST
 
 pytest_plugins = ["pytester"]
 
-# Every inner run: hypothesis's pytest plugin (installed for the project's own fuzz tests, unused by
-# these suites) is left out, as it makes up most of a pytest process's start-up (~0.6 s of ~0.9 s,
-# paid again by each xdist worker); no cache is written.
-FAST = ("-p", "no:hypothesispytest", "-p", "no:cacheprovider")
 
 SUITE = '''
 import json, os
