@@ -56,17 +56,26 @@ class Tolerance:
                 "factor": float(self.factor), "floor": float(self.floor)}
 
 
+def _check_tolerance(name, v):
+    """``v`` as a float: None, or a finite real number ≥ 0 (Python or NumPy; not a bool or a string)."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a finite number ≥ 0 or None, got {type(v).__name__} {v!r}")
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name}: expected a finite number ≥ 0 or None, got {v!r}")
+    return float(v)
+
+
 def default_tolerance(dtype, rtol=None, atol=None):
     """The tolerance for a model of ``dtype``; see the module docstring for the reasoning."""
     dtype = np.dtype(dtype)
+    rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
     if dtype == np.float32 and rtol is None and atol is None:
         return Tolerance("float32-rule")
     if dtype == np.float32:
-        return Tolerance("elementwise", 1.3e-6 if rtol is None else float(rtol), 1e-5 if atol is None else float(atol))
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if v is not None and (not np.isfinite(v) or v < 0):
-            raise ValueError(f"{name}: expected a finite number ≥ 0, got {v!r}")
-    return Tolerance("elementwise", 1e-9 if rtol is None else float(rtol), None if atol is None else float(atol))
+        return Tolerance("elementwise", 1.3e-6 if rtol is None else rtol, 1e-5 if atol is None else atol)
+    return Tolerance("elementwise", 1e-9 if rtol is None else rtol, atol)
 
 
 @dataclass(slots=True)

@@ -43,14 +43,29 @@ def partial_fraction(mismatched_quantities, partial):
     return sum(w for stage, w in weights.items() if stage not in failed) / total if total else 0.0
 
 
+def _seconds(text):
+    """``--crosscheck-timeout``: a positive, finite number of seconds, or 0 for no limit."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > 1e6:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds up to 1e6 (0: no limit), "
+                                         f"got {text!r}")
+    return value or None
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("crosscheck")
     group.addoption("--crosscheck-gradescope", metavar="PATH", default=None,
                     help="write Gradescope's results.json to PATH")
     group.addoption("--crosscheck-autolab", action="store_true", default=False,
                     help="print an Autolab {\"scores\": ...} line at the end")
-    group.addoption("--crosscheck-timeout", type=float, default=None, metavar="SECONDS",
-                    help="fail (0 points) a test that runs longer than this")
+    group.addoption("--crosscheck-timeout", type=_seconds, default=None, metavar="SECONDS",
+                    help="fail (0 points) a test that runs longer than this many seconds "
+                         "(a positive number; 0 turns the limit off)")
 
 
 def pytest_configure(config):

@@ -5,12 +5,20 @@ the loss, dL/dpred, each module's gradient with respect to its input (last modul
 parameter's gradient, each parameter after the optimizer step, and the optimizer's state. The
 first mismatch raises ``Divergence``; the report lists every other quantity that also mismatched.
 
-Errors must not compound: two correct implementations drift apart when run freely (rounding
-differences grow with the dynamics). So by default (``resync=True``), after step k is compared,
-handbp's parameters, buffers and optimizer state are copied into the twin, and step k+1 measures
-only step k+1's error. State is compared *before* the copy, so a bug in how it is stored is caught.
-With ``resync=False`` a third, free-running twin records the drift per step beside the per-step
-checks, so the drift can be seen, and told apart from a bug.
+Each step starts from handbp's state as it is at that moment, as a plain torch loop would: before
+step k, handbp's parameters, buffers, the gradients of parameters outside the optimizer (they
+accumulate, as in torch), every module's train/eval mode, the optimizer's param groups with every
+hyperparameter, and its state are copied into the twin. Whatever the user's loop did between two
+steps (a scheduler, ``eval()``, weights or learning rates edited by hand, a param group added) is
+followed, and a mismatch means that the same step, from the same state, gave different results.
+The twin's optimizer clears the gradients of its own parameters only, as ``zero_grad`` does.
+
+This also keeps errors from compounding: two correct implementations drift apart when run freely
+(rounding differences grow with the dynamics), and each step here measures only its own error.
+State is compared after the step, before the next copy, so a bug in how it is stored is caught.
+With ``resync=False`` a third, free-running twin (it follows modes and hyperparameters, not
+values) records the drift per step beside the per-step checks, so the drift can be seen, and told
+apart from a bug.
 
 Within one step, rounding can still be magnified on its way through the network: behind a saturated
 softmax and weights of 1e4, a gradient is a sum of terms of 1e6 that cancel to 4e-7, and its last
@@ -27,11 +35,12 @@ import time
 import numpy as np
 
 import handbp as hb
+from handbp.errors import describe
 from handbp.inspect import Recorder, leaves
 
 from ._torch import require_torch, threads_taking_turns, to_numpy
 from .compare import Check, Divergence, Layout, default_tolerance, diagnose, evaluate_arrays, max_rel
-from .mirror import (load_optimizer_state, mirror, torch_dtype, target_tensor,
+from .mirror import (SUPPORTED_DTYPES, load_optimizer_state, mirror, torch_dtype, target_tensor,
                      twin_param_map)
 
 
@@ -72,6 +81,20 @@ class _Twin:
         self.dtype = next(iter(self.params.values())).dtype if self.params else torch_dtype(model.dtype)
         self.np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
         self.trainable_params = [self.params[n] for n in self.trainable]
+        # each handbp module beside its twin (parents first), for the train/eval mode
+        self.module_pairs = []
+        for path, m in model.named_modules():
+            try:
+                self.module_pairs.append((m, self.model.get_submodule(path) if path else self.model))
+            except AttributeError:      # a registered twin built differently inside: its parent sets it
+                pass
+        self.groups_seen = _group_layout(optimizer)
+        self._own()
+
+    def _own(self):
+        """Which trainable parameters the optimizer holds (its zero_grad clears only those)."""
+        owned = {id(t) for t in self.mapping.values()}
+        self.owned = [id(t) in owned for t in self.trainable_params]
 
     def _tensor(self, a):
         """A tensor holding a copy of ``a`` in the twin's dtype."""
@@ -97,16 +120,19 @@ class _Twin:
         names = self.trainable
         gs = self.torch.autograd.grad(loss, ins + self.trainable_params, allow_unused=True)
         k = len(ins)
-        for p, g in zip(self.trainable_params, gs[k:]):
-            p.grad = g
+        # the optimizer's zero_grad clears its own parameters' gradients; the others accumulate
+        for p, g, own in zip(self.trainable_params, gs[k:], self.owned):
+            if own or p.grad is None:
+                p.grad = g
+            elif g is not None:
+                p.grad = p.grad + g
         for n in self.frozen:
             self.params[n].grad = None
         self.optimizer.step()
         if not record:
             return None
         # (gradients from autograd.grad do not require grad: .numpy() needs no detach)
-        grads = dict.fromkeys(self.params)
-        grads.update((n, None if g is None else g.numpy()) for n, g in zip(names, gs[k:]))
+        grads = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
         return dict(outputs=[o.detach().numpy() for o in ins[1:]],
                     grad_inputs=[None if g is None else g.numpy() for g in gs[:k - 1]],
                     grad_pred=None if gs[k - 1] is None else gs[k - 1].numpy(), loss=loss.item(), grads=grads)
@@ -193,15 +219,69 @@ class _Twin:
         self.optimizer.step()
         return result
 
-    def resync(self, params, buffers, optimizer):
-        """Copy handbp's parameters, buffers (``(name, (module, attribute))``) and optimizer state
-        into the twin, in place."""
+    def sync(self, params, buffers, optimizer, values=True):
+        """Make the twin start this step where handbp starts it: in place, handbp's parameters,
+        buffers (``(name, (module, attribute))``), the gradients of parameters outside the
+        optimizer (they accumulate across steps; the optimizer's own are cleared by the step),
+        every module's train/eval mode, the optimizer's param groups (a group added, every
+        hyperparameter, so a scheduler or a hand edit carries over) and its state. With
+        ``values=False`` (the free-running twin) only the modes and the hyperparameters."""
+        for m, t in self.module_pairs:
+            if t.training != m.training:
+                t.train(m.training)
+        layout = _group_layout(optimizer)
+        if layout != self.groups_seen:           # a param group added (or changed) between steps
+            self.groups_seen = layout
+            self.optimizer = mirror(optimizer, self.model)
+            self.mapping = twin_param_map(optimizer, self.model)
+            self._own()
+            if not values:
+                self.optimizer.state.clear()
+        for mine, theirs in zip(optimizer.param_groups, self.optimizer.param_groups):
+            for key, v in mine.items():
+                if key != "params":
+                    theirs[key] = v
+        if not values:
+            return
         views = self.views
         for n, p in params:
             views[n][...] = p.data
         for n, (m, attr) in buffers:
             views[n][...] = getattr(m, attr)
+        if len(self.mapping) != len(params):
+            torch, tparams, owned = self.torch, self.params, self.mapping
+            for n, p in params:
+                if p not in owned:
+                    tparams[n].grad = None if p.grad is None else torch.from_numpy(
+                        np.array(p.grad, dtype=self.np_dtype))
         load_optimizer_state(optimizer, self.optimizer, self.mapping)
+
+
+def _pair(item, step):
+    """One item of lockstep's ``data`` as ``(x, y)``, or a TypeError saying what it is."""
+    try:
+        x, y = item
+    except (TypeError, ValueError):
+        raise TypeError(f"lockstep: data: item {step}: expected an (x, y) pair, got {describe(item)}") from None
+    return np.asarray(x), y
+
+
+def _optimizer_params(optimizer, names):
+    """``(parameter, its name in the model)`` for each parameter the optimizer updates."""
+    out = []
+    for i, g in enumerate(optimizer.param_groups):
+        for p in g["params"]:
+            if id(p) not in names:
+                raise ValueError(f"lockstep: optimizer: param group {i} updates a parameter that is not "
+                                 "in the model")
+            out.append((p, names[id(p)]))
+    return out
+
+
+def _group_layout(optimizer):
+    """Which parameters each param group holds, by identity: a change means the twin's optimizer
+    must be rebuilt (``add_param_group`` between steps)."""
+    return tuple(tuple(map(id, g["params"])) for g in optimizer.param_groups)
 
 
 class Trace:
@@ -319,8 +399,8 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         loss: a handbp loss. optimizer: a handbp optimizer over ``model``'s parameters.
         data: iterable of ``(x, y)`` batches.
         rtol, atol: override the default tolerance (see ``crosscheck.compare``).
-        resync: copy handbp's state into the twin after each compared step (default), so
-            errors never compound; ``False`` also runs a free twin and records its drift.
+        resync: ``False`` also runs a free twin and records its drift (the compared twin
+            always starts each step from handbp's state, so errors never compound).
         raise_on_divergence: raise ``Divergence`` at the first mismatch (default); else stop
             there and return the trace with ``trace.divergence`` set.
 
@@ -336,7 +416,15 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
         raise TypeError(f"lockstep: loss: expected a handbp loss, got {type(loss).__name__}")
     if not isinstance(optimizer, hb.optim.Optimizer):
         raise TypeError(f"lockstep: optimizer: expected a handbp optimizer, got {type(optimizer).__name__}")
+    for name, flag in (("resync", resync), ("raise_on_divergence", raise_on_divergence)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"lockstep: {name}: expected True or False, got {describe(flag)}")
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"lockstep: data: expected an iterable of (x, y) pairs, got {describe(data)}")
     dtype = np.dtype(model.dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"lockstep: model: dtype {dtype} is not supported; crosscheck compares models of "
+                        f"dtype {' or '.join(map(str, SUPPORTED_DTYPES))} (convert with model.to(np.float32))")
     tol = default_tolerance(dtype, rtol, atol)
     ratio_tol = 1e-6 if dtype == np.float64 else 1e-3
     leaf_list = leaves(model)
@@ -348,10 +436,8 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             owners[id(p)] = type(m).__name__
     params = list(model.named_parameters())
     label = {n: f"{n} ({owners[id(p)]})" for n, p in params}
-    opt_params = [p for g in optimizer.param_groups for p in g["params"]]
-    for p in opt_params:
-        if id(p) not in names:
-            raise ValueError("lockstep: optimizer: it updates a parameter that is not in the model")
+    opt_layout = _group_layout(optimizer)
+    opt_named = _optimizer_params(optimizer, names)
     twin = _Twin(model, loss, optimizer, paths)
     ref = _Twin(model, loss, optimizer, paths, dtype=np.float64) if tol.mode == "float32-rule" else None
     free = _Twin(model, loss, optimizer, paths) if not resync else None
@@ -378,15 +464,23 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     param_keys = {n: (label[n], "param") for n, _ in params}
     state_keys = {}
     loss_key, dpred_key = (loss_label, "loss"), (loss_label, "grad_pred")
-    opt_named = [(p, names[id(p)]) for p in opt_params]
     param_of = {label[n]: n for n, _ in params}          # a parameter's label -> its name
     layouts, layout = {}, None            # one per distinct list of keys (they repeat step after step)
     t0 = time.perf_counter()
     previous_grads = {}
     rec = Recorder(leaf_list, keep=("outputs", "grad_inputs"))
     with rec, threads_taking_turns(torch):     # (see threads_taking_turns: the pools would fight)
-        for step, (x, y) in enumerate(data):
-            x = np.asarray(x)
+        for step, item in enumerate(data):
+            x, y = _pair(item, step)
+            # -- the twins start from handbp's state as it is now (the user's loop may have
+            # changed anything since the last step: a scheduler, weights, eval(), a param group)
+            if _group_layout(optimizer) != opt_layout:
+                opt_layout, opt_named = _group_layout(optimizer), _optimizer_params(optimizer, names)
+            twin.sync(params, buffers, optimizer)
+            if ref is not None:
+                ref.sync(params, buffers, optimizer)
+            if free is not None:
+                free.sync(params, buffers, optimizer, values=False)
             rec.outputs.clear()
             rec.grad_inputs.clear()
             before = {n: p.data.copy() for n, p in params}
@@ -466,7 +560,12 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                 views, ref_views = twin.views, ref.views if rf else None
                 for n, p in params:
                     add((param_keys[n], p.data, views[n], rf and ref_views[n]))
-            keys, A, B, R = zip(*rows) if rows else ((), (), (), ())
+            if not rows:
+                if error is not None:
+                    raise error
+                raise ValueError(f"lockstep: step {step} compared no quantity (handbp's step produced nothing to "
+                                 "compare), so it proves nothing")
+            keys, A, B, R = zip(*rows)
             if layout is None or keys != layout.keys:     # (the same key objects: compared by identity)
                 layout = layouts.get(keys)
                 if layout is None:
@@ -512,9 +611,9 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
                     raise exc
                 return trace
             previous_grads = grads or {}
-            twin.resync(params, buffers, optimizer)
-            if ref is not None:
-                ref.resync(params, buffers, optimizer)
+    if not len(trace):
+        raise ValueError("lockstep: data: expected at least one (x, y) pair, got none: a check of zero steps "
+                         "would pass on nothing")
     trace.divergence = None
     trace.elapsed = time.perf_counter() - t0
     if collector is not None:

@@ -59,9 +59,17 @@ def _lookup(table, obj):
     return None
 
 
+SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
 def torch_dtype(np_dtype):
+    """torch's dtype for a model's NumPy dtype (float64 or float32; a MirrorError otherwise)."""
     torch = require_torch()
-    return {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[np.dtype(np_dtype)]
+    np_dtype = np.dtype(np_dtype)
+    if np_dtype not in SUPPORTED_DTYPES:
+        raise MirrorError(f"cannot mirror dtype {np_dtype}: crosscheck supports float64 and float32 models "
+                          "(convert with model.to(np.float32))")
+    return torch.float64 if np_dtype == np.float64 else torch.float32
 
 
 def _build(module, path=""):

@@ -59,6 +59,80 @@ def _tolerance(text):
     return value
 
 
+DTYPES = ("float64", "float32")
+
+
+def _marker_value(key, value):
+    """A ``crosscheck`` marker argument checked by the rule of its command-line option (``steps``
+    as ``--crosscheck-steps``, ...), or ValueError saying what was expected."""
+    if key == "steps":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"expected a positive integer, got {value!r}")
+        return int(value)
+    if key == "dtype":
+        name = np.dtype(value).name if isinstance(value, (type, np.dtype)) else value
+        if name not in DTYPES:
+            raise ValueError(f"expected one of {DTYPES}, got {value!r}")
+        return name
+    if key in ("rtol", "atol"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value) or value < 0:
+            raise ValueError(f"expected a finite number ≥ 0 or None, got {value!r}")
+        return float(value)
+    if key == "resync":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"expected True or False, got {value!r}")
+        return bool(value)
+    raise ValueError(f"unknown argument; expected some of {sorted(MARKER_ARGS)}")
+
+
+MARKER_ARGS = ("steps", "dtype", "rtol", "atol", "resync")
+
+
+def marker_settings(item):
+    """The ``crosscheck`` marker's arguments of ``item``, checked, as a dict ({} without a marker).
+    A bad one is a ``pytest.UsageError`` naming the test, the marker and the argument."""
+    marker = item.get_closest_marker("crosscheck")
+    if marker is None:
+        return {}
+    if marker.args:
+        raise pytest.UsageError(f"{item.nodeid}: crosscheck marker: use keyword arguments, "
+                                "e.g. @pytest.mark.crosscheck(steps=5)")
+    out = {}
+    for key, value in marker.kwargs.items():
+        try:
+            out[key] = _marker_value(key, value)
+        except ValueError as e:
+            raise pytest.UsageError(f"{item.nodeid}: crosscheck marker: {key}: {e}") from None
+    return out
+
+
+def pytest_collection_modifyitems(config, items):
+    # a bad marker stops the run before any test, as a bad option does (on an xdist worker, where a
+    # usage error cannot stop the run, pytest_make_collect_report has already reported it)
+    for item in items:
+        marker_settings(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """On an xdist worker, a test whose ``crosscheck`` marker is bad makes its file a collection
+    error (which stops the run before any test, with the same message)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not hasattr(collector.config, "workerinput") or not report.passed:
+        return
+    for item in report.result:
+        if isinstance(item, pytest.Item):
+            try:
+                marker_settings(item)
+            except pytest.UsageError as e:
+                report.outcome, report.longrepr, report.result = "failed", str(e), []
+                return
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("crosscheck", "crosscheck: handbp against its torch twin, step by step")
     group.addoption("--crosscheck-seed", action="store", dest=_SEED_ATTR, type=seed_type, default="random",
@@ -67,7 +141,7 @@ def pytest_addoption(parser):
     group.addoption("--crosscheck-steps", action="store", dest="crosscheck_steps", type=_positive_int, default=3,
                     help="training steps per lockstep check (default 3)")
     group.addoption("--crosscheck-dtype", action="store", dest="crosscheck_dtype", default="float64",
-                    choices=("float64", "float32"), help="dtype of the models tests build (default float64)")
+                    choices=DTYPES, help="dtype of the models tests build (default float64)")
     group.addoption("--crosscheck-rtol", action="store", dest="crosscheck_rtol", type=_tolerance, default=None,
                     help="relative tolerance (default: per dtype, see crosscheck.compare)")
     group.addoption("--crosscheck-atol", action="store", dest="crosscheck_atol", type=_tolerance, default=None,
@@ -130,6 +204,11 @@ class Checker:
     data generation, and ``lockstep`` with those settings."""
 
     def __init__(self, steps, dtype, rtol, atol, resync, seed, nodeid, threads=None):
+        for key, value in (("steps", steps), ("dtype", dtype), ("rtol", rtol), ("atol", atol), ("resync", resync)):
+            try:
+                _marker_value(key, value)
+            except ValueError as e:
+                raise ValueError(f"Checker: {key}: {e}") from None
         self.steps, self.dtype = int(steps), np.dtype(dtype)
         self.rtol, self.atol, self.resync = rtol, atol, resync
         self.seed, self.nodeid = seed, nodeid
@@ -148,10 +227,15 @@ class Checker:
         if not isinstance(getattr(first, "in_features", None), int):
             raise ValueError(f"Checker.data: the model's first layer ({type(first).__name__}) has no integer "
                              "in_features to size the input from; build the data yourself")
+        steps = self.steps if steps is None else steps
+        try:
+            _marker_value("steps", steps)
+        except ValueError as e:
+            raise ValueError(f"Checker.data: steps: {e}") from None
         shape = (first.in_features,) if batch is None else (batch, first.in_features)
         out_shape = model(self.rng.normal(size=shape).astype(model.dtype)).shape
         batches = []
-        for _ in range(self.steps if steps is None else steps):
+        for _ in range(steps):
             x = self.rng.normal(size=shape).astype(model.dtype)
             if isinstance(loss, hb.CrossEntropyLoss):
                 y = self.rng.integers(0, out_shape[-1], out_shape[:-1])
@@ -195,15 +279,7 @@ def crosscheck(request):
     opt = request.config.option
     settings = dict(steps=opt.crosscheck_steps, dtype=opt.crosscheck_dtype, rtol=opt.crosscheck_rtol,
                     atol=opt.crosscheck_atol, resync=True)
-    marker = request.node.get_closest_marker("crosscheck")
-    if marker is not None:
-        if marker.args:
-            raise pytest.UsageError("crosscheck marker: use keyword arguments, e.g. @pytest.mark.crosscheck(steps=5)")
-        unknown = set(marker.kwargs) - set(settings)
-        if unknown:
-            raise pytest.UsageError(f"crosscheck marker: unknown arguments {sorted(unknown)}; "
-                                    f"expected some of {sorted(settings)}")
-        settings.update(marker.kwargs)
+    settings.update(marker_settings(request.node))
     return Checker(seed=seed_for(request.config, request.node.nodeid), nodeid=request.node.nodeid,
                    threads=getattr(request.config, "_crosscheck_threads", None), **settings)
 

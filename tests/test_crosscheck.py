@@ -1,5 +1,6 @@
 """crosscheck's library: mirror, lockstep, tolerances, the float32 rule, resync and drift, reports."""
 import builtins
+import importlib
 import pickle
 
 import numpy as np
@@ -238,6 +239,79 @@ def test_lockstep_rejects_wrong_arguments(rng):
     other = hb.optim.SGD(tanh_net(rng).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="not in the model"):
         cc.lockstep(model, hb.MSELoss(), other, data_for(rng, 1))
+
+
+@pytest.mark.parametrize("data", [[], (), iter([]), {}], ids=["list", "tuple", "iterator", "dict"])
+def test_lockstep_refuses_to_pass_on_no_steps(data, rng):
+    """A check of zero steps proves nothing: an error, not a pass."""
+    model = tanh_net(rng)
+    with pytest.raises(ValueError, match="data: expected at least one .x, y. pair, got none"):
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data)
+
+
+def test_a_step_that_compares_nothing_gives_handbps_own_error(rng, monkeypatch):
+    """handbp failed before anything could be recorded: its error, not an empty pass."""
+    lockstep_module = importlib.import_module("crosscheck.lockstep")
+    model = tanh_net(rng)
+    monkeypatch.setattr(lockstep_module, "Recorder", EmptyRecorder)
+    opt = hb.optim.SGD(model.parameters(), lr=0.1)
+    monkeypatch.setattr(opt, "step", lambda: (_ for _ in ()).throw(RuntimeError("no step")))
+    monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("no forward")))
+    with pytest.raises(RuntimeError, match="no forward"):     # handbp's own error, not an empty pass
+        cc.lockstep(model, hb.MSELoss(), opt, data_for(rng, 1))
+
+
+class EmptyRecorder:
+    """A recorder that records nothing (as if no module had run)."""
+
+    def __init__(self, leaf_list, keep=()):
+        self.paths = [p for p, _ in leaf_list]
+        self.outputs, self.grad_inputs = {}, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    (dict(data=5), TypeError, "data: expected an iterable of .x, y. pairs, got int 5"),
+    (dict(data="xy"), TypeError, "data: expected an iterable of .x, y. pairs, got str"),
+    (dict(data=[np.zeros(5)]), TypeError, "data: item 0: expected an .x, y. pair, got array of shape .5,."),
+    (dict(data=[(np.zeros((2, 5)),)]), TypeError, "data: item 0: expected an .x, y. pair"),
+    (dict(rtol="1e-3"), TypeError, "rtol: expected a finite number ≥ 0 or None, got str '1e-3'"),
+    (dict(atol=[1e-3]), TypeError, "atol: expected a finite number ≥ 0 or None, got list"),
+    (dict(rtol=True), TypeError, "rtol: expected a finite number ≥ 0 or None, got bool"),
+    (dict(atol=float("inf")), ValueError, "atol: expected a finite number ≥ 0 or None, got inf"),
+    (dict(resync="no"), TypeError, "resync: expected True or False, got str 'no'"),
+])
+def test_lockstep_names_the_bad_argument(kwargs, error, fragment, rng):
+    model = tanh_net(rng)
+    before = model.state_dict()
+    args = dict(data=data_for(rng, 2))
+    args.update(kwargs)
+    with pytest.raises(error, match=fragment):
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), **args)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_lockstep_accepts_numpy_scalars_as_tolerances(rng):
+    model = tanh_net(rng)
+    trace = cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data_for(rng, 1),
+                        rtol=np.float32(1e-6), atol=np.int64(0))
+    assert trace.tolerance["rtol"] == pytest.approx(1e-6) and trace.tolerance["atol"] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_unsupported_dtypes_are_named(dtype, rng):
+    model = hb.Sequential(hb.Linear(3, 2, rng=rng)).to(dtype)
+    with pytest.raises(TypeError, match=f"dtype {np.dtype(dtype)} is not supported.*float64 or float32"):
+        cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1),
+                    [(np.zeros((2, 3), dtype), np.zeros((2, 2), dtype))])
+    with pytest.raises(cc.MirrorError, match=f"cannot mirror dtype {np.dtype(dtype)}.*float64 and float32"):
+        cc.mirror(model)
 
 
 def test_divergence_report_holds_plain_values_and_pickles(rng):

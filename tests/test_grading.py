@@ -177,3 +177,17 @@ def test_bad_points_marker_is_a_usage_error(pytester):
     ''')
     result = pytester.runpytest_inprocess(*FAST)        # no torch, no workers: no process needed
     assert "visibility must be one of" in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e300", "abc", ""])
+def test_bad_timeout_is_a_usage_error(pytester, value):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_inprocess(f"--crosscheck-timeout={value}", *FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--crosscheck-timeout" in result.stderr.str() and "seconds" in result.stderr.str()
+
+
+def test_timeout_of_zero_means_no_limit(pytester):
+    pytester.makepyfile("import time\ndef test_x(): time.sleep(0.2)")
+    result = pytester.runpytest_inprocess("--crosscheck-timeout=0", *FAST)
+    assert result.ret == pytest.ExitCode.OK

@@ -207,18 +207,45 @@ def test_marker_and_options_reach_the_checker(pytester):
         @pytest.mark.crosscheck(steps=2, dtype="float64", rtol=1e-8)
         def test_marker(crosscheck):
             assert (crosscheck.steps, crosscheck.dtype, crosscheck.rtol) == (2, np.float64, 1e-8)
-
-        @pytest.mark.crosscheck(stepz=2)
-        def test_bad_marker(crosscheck):
-            pass
     ''')
     result = pytester.runpytest_inprocess("--crosscheck-steps=5", "--crosscheck-dtype=float32",
                                           "--crosscheck-rtol=1e-3", *FAST, "-rA")
     got = outcomes(result)
     assert got["test_marker_and_options_reach_the_checker.py::test_options"] == "PASSED"
     assert got["test_marker_and_options_reach_the_checker.py::test_marker"] == "PASSED"
-    assert got["test_marker_and_options_reach_the_checker.py::test_bad_marker"] == "ERROR"
-    assert "unknown arguments ['stepz']" in result.stdout.str()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ("steps=0", "steps: expected a positive integer, got 0"),
+    ("steps=-3", "steps: expected a positive integer, got -3"),
+    ("steps=2.5", "steps: expected a positive integer, got 2.5"),
+    ("steps=True", "steps: expected a positive integer, got True"),
+    ("dtype='float16'", "dtype: expected one of ('float64', 'float32'), got 'float16'"),
+    ("rtol=-1e-3", "rtol: expected a finite number ≥ 0 or None, got -0.001"),
+    ("rtol='1e-3'", "rtol: expected a finite number ≥ 0 or None, got '1e-3'"),
+    ("atol=float('nan')", "atol: expected a finite number ≥ 0 or None, got nan"),
+    ("resync='yes'", "resync: expected True or False, got 'yes'"),
+    ("stepz=2", "stepz: unknown argument"),
+    ("5", "use keyword arguments"),
+])
+def test_bad_marker_arguments_are_a_usage_error(pytester, args, fragment):
+    """Checked as the command-line options are: the run stops before any test (exit status 4),
+    naming the test, the marker and the argument; no test passes after zero steps."""
+    pytester.makepyfile(f'''
+        import pytest
+
+        def test_fine():
+            pass
+
+        @pytest.mark.crosscheck({args})
+        def test_bad(crosscheck):
+            pass
+    ''')
+    result = pytester.runpytest_inprocess(*FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stdout.str() + result.stderr.str()
+    assert "::test_bad: crosscheck marker: " + fragment in text, text
+    assert "passed" not in result.stdout.str()
 
 
 def test_rng_depends_on_seed_and_node_id_only(pytester):
@@ -311,3 +338,23 @@ def test_plugin_under_xdist_and_serially(pytester, monkeypatch):
         except AssertionError as e:
             failed.append(f"{check.__name__[len('check_'):]}:\n{e}")
     assert not failed, f"{len(failed)} of {len(CHECKS)} properties failed:\n\n" + "\n\n".join(failed)
+
+
+def test_bad_marker_argument_stops_an_xdist_run_before_any_test(pytester):
+    """Under xdist a usage error cannot stop the run from a worker: the file is a collection error
+    with the same message, and no test runs."""
+    pytester.makepyfile('''
+        import pytest
+
+        def test_fine():
+            pass
+
+        @pytest.mark.crosscheck(steps=0)
+        def test_bad(crosscheck):
+            pass
+    ''')
+    result = pytester.runpytest_subprocess("-n", "2", *FAST)
+    assert result.ret != pytest.ExitCode.OK
+    text = result.stdout.str()
+    assert "::test_bad: crosscheck marker: steps: expected a positive integer, got 0" in text, text
+    assert "passed" not in text
