@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz venv bench contract clean
+.PHONY: demo test fuzz venv bench contract wheel-check clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 FUZZ ?= 1000
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/test_hardening.py -k fuzz --fuzz-examples $(FUZZ)
+
+# the project as users install it: the wheel in a fresh environment outside the repository, without
+# torch and then with it (builds its own environments, ~2 min; CI runs it after make test)
+wheel-check:
+	PYTHON=$(PYTHON) TORCH=$(TORCH) bash .ci/wheel_check
 
 bench: $(STAMP)
 	$(BIN)/python -m handbp bench

@@ -123,7 +123,10 @@ class Grader:
         info = _marker_points(item)
         if info is not None and not any(k == _POINTS for k, _ in item.user_properties):
             item.user_properties.append((_POINTS, info))
-        _lockstep_module().collector = []
+        # a graded test's lockstep runs are collected; an ungraded test's are not read, and
+        # importing lockstep for it would bring handbp and NumPy into every pytest run
+        if info is not None or "crosscheck.lockstep" in sys.modules:
+            _lockstep_module().collector = []
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):

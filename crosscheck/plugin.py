@@ -9,19 +9,18 @@
   sees the same data serially and under ``-n``; the header prints it for replay.
 * Under xdist each worker caps NumPy's BLAS and torch's threads so workers do not oversubscribe.
 * A ``Divergence`` is shown as its report, not as a traceback.
+
+This module loads in every pytest run of an environment where handbp is installed, so it imports
+nothing heavy at load time: NumPy and handbp only inside the fixtures that need them, torch never.
 """
 import argparse
+import math
 import os
 import random
 import sys
 import zlib
 
-import numpy as np
 import pytest
-
-import handbp as hb
-
-from .compare import Divergence
 
 _SEED_ATTR = "crosscheck_seed"
 
@@ -54,7 +53,7 @@ def _tolerance(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
     return value
 
@@ -65,6 +64,7 @@ DTYPES = ("float64", "float32")
 def _marker_value(key, value):
     """A ``crosscheck`` marker argument checked by the rule of its command-line option (``steps``
     as ``--crosscheck-steps``, ...), or ValueError saying what was expected."""
+    import numpy as np
     if key == "steps":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"expected a positive integer, got {value!r}")
@@ -196,6 +196,7 @@ def seed_for(config, nodeid):
 @pytest.fixture
 def rng(request):
     """A ``np.random.Generator`` seeded by base seed + crc32(node id)."""
+    import numpy as np
     return np.random.default_rng(seed_for(request.config, request.node.nodeid))
 
 
@@ -209,6 +210,7 @@ class Checker:
                 _marker_value(key, value)
             except ValueError as e:
                 raise ValueError(f"Checker: {key}: {e}") from None
+        import numpy as np
         self.steps, self.dtype = int(steps), np.dtype(dtype)
         self.rtol, self.atol, self.resync = rtol, atol, resync
         self.seed, self.nodeid = seed, nodeid
@@ -222,6 +224,7 @@ class Checker:
         y: class indices for CrossEntropyLoss, values in [0, 1] for BCEWithLogitsLoss, N(0, 1)
         otherwise, shaped like the model's output.
         """
+        import handbp as hb
         from handbp.inspect import leaves
         first = leaves(model)[0][1]
         if not isinstance(getattr(first, "in_features", None), int):
@@ -288,7 +291,9 @@ def crosscheck(request):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is not None and isinstance(call.excinfo.value, Divergence) and report.failed:
+    compare = sys.modules.get("crosscheck.compare")     # not imported: no Divergence can have been raised
+    if compare is not None and call.excinfo is not None and isinstance(call.excinfo.value, compare.Divergence) \
+            and report.failed:
         seed = getattr(item.config.option, _SEED_ATTR)
         report.longrepr = (f"{call.excinfo.value.report()}\n\n"
                            f"replay: pytest '{item.nodeid}' --crosscheck-seed={seed}")

@@ -4,7 +4,7 @@ Every layer's ``forward`` caches what its ``backward`` needs; every ``backward``
 with its derivative in the docstring. Layouts and names follow PyTorch, so that ``crosscheck`` can
 build a torch twin and compare every step.
 """
-from . import datasets, numerical, optim
+from . import checkpoint, datasets, numerical, optim   # hb.checkpoint.register: classes of your own
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
 from .dropout import Dropout

@@ -2,99 +2,31 @@
 
 The file is a NumPy zip archive, read with ``allow_pickle=False`` (loading it runs no code):
 ``__meta__`` holds JSON (format version, architecture, dtype, optimizer hyperparameters, the names
-of the arrays), every other member is one array. Writes go to a temporary file in the same folder,
-are flushed to disk and then renamed over the target, so a crash never leaves half a checkpoint
-behind.
+of the arrays), every other member is one array. Writes are atomic (``handbp.atomic``): a crash
+never leaves half a checkpoint behind, and the next save removes what a killed one left.
+
+A checkpoint is data, and loading one does nothing its bytes do not carry: every metadata field
+is checked (a missing or malformed one is a ``CheckpointError`` naming it), the architecture names
+only handbp's public layers or classes registered with ``register``, and the state it declares
+must be the arrays the file holds, checked before any module is built (``handbp.architecture``).
 """
 import copy
 import io
 import json
 import os
-import secrets
 
 import numpy as np
 
-from .errors import describe
-from .module import Module, Sequential
+from .architecture import (ABSENT, architecture, build, check_declared_state, check_description, declared_state,
+                           first_difference)
+from .architecture import register  # noqa: F401  (public here, as hb.checkpoint.register)
+from .atomic import write_atomic
+from .errors import CheckpointError, MetadataFieldError, expected_field, required_field
+from .module import Parameter
 
 FORMAT = "handbp-checkpoint"
 VERSION = 1
 ZIP_MAGIC = b"PK\x03\x04"        # how every .npz archive (a zip file) begins
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is truncated, corrupt, or does not fit the model it is loaded into."""
-
-
-def _module_classes():
-    """Every handbp Module class by name (the only classes a checkpoint may name)."""
-    found, todo = {}, [Module]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            if sub.__module__.startswith("handbp."):
-                found[sub.__name__] = sub
-            todo.append(sub)
-    return found
-
-
-def architecture(model):
-    """A JSON-able description from which ``build`` makes the same model (fresh weights)."""
-    cls = type(model)
-    if getattr(cls, "__module__", "").split(".")[0] != "handbp" or not isinstance(model, Module):
-        raise TypeError(f"architecture: cannot describe {describe(model)}: only handbp's own modules can be "
-                        "saved with their architecture; save model.state_dict() with np.savez instead")
-    if hasattr(model, "config"):       # DNN and friends: rebuilt from their constructor arguments
-        return {"type": cls.__name__, "args": dict(model.config)}
-    if isinstance(model, Sequential):
-        return {"type": cls.__name__, "children": [architecture(m) for m in model]}
-    return {"type": cls.__name__, "args": model.config_args()}
-
-
-def build(spec, dtype=np.float64):
-    """Make a model from ``architecture``'s description. Its initial weights are placeholders for
-    the loaded ones; numpy's global random state, which layers draw them from by default, is left
-    as it was (loading a model must not change the data a seeded script draws next)."""
-    state = np.random.get_state()
-    try:
-        return _build(spec, dtype)
-    finally:
-        np.random.set_state(state)
-
-
-def _build(spec, dtype):
-    classes = _module_classes()
-    name = spec.get("type") if isinstance(spec, dict) else None
-    if name not in classes:
-        raise CheckpointError(f"checkpoint names an unknown module type {name!r}")
-    cls = classes[name]
-    if "children" in spec:
-        return cls(*[_build(c, dtype) for c in spec["children"]])
-    args = dict(spec.get("args", {}))
-    if name == "DNN":
-        act, act_args = classes[args.pop("activation")], args.pop("activation_args", {})
-        args["activation"] = (lambda: act(**act_args)) if act_args else act
-        return cls(**args, dtype=dtype, rng=np.random.default_rng(0))
-    return cls(**args).to(dtype)
-
-
-def _write_atomic(path, payload):
-    """Write a new file beside ``path``, flush it to disk, then rename it over ``path``: a reader
-    finds the old file or the new one, never half of one. The new file gets the permissions
-    ``open()`` would give it (0o666 less the umask; tempfile.mkstemp's are private, 0o600)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".handbp-{os.getpid()}-{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(v):
@@ -106,15 +38,32 @@ def _jsonable(v):
 
 
 def _unjson(v):
-    if isinstance(v, dict) and "__tuple__" in v:
+    if isinstance(v, dict) and isinstance(v.get("__tuple__"), list):
         return tuple(v["__tuple__"])
     return v
+
+
+def _check_declares_its_state(spec, state):
+    """What a load checks, checked at the save: a registered class with parameters or buffers that
+    does not declare them (``state_shapes``) is found now, not when the file is loaded."""
+    held = {k: v.shape for k, v in state.items()}
+    try:
+        declared = declared_state(spec, limit=len(held))
+    except CheckpointError as e:
+        raise TypeError(f"save: {e}") from None
+    if declared != held:
+        name = next(k for k in [*held, *declared] if declared.get(k) != held.get(k))
+        raise TypeError(f"save: the model holds '{name}' with shape {held.get(name)}, its classes' state_shapes "
+                        f"declare {declared.get(name)}: a class with parameters or buffers declares them in its "
+                        "state_shapes class method (see hb.Linear.state_shapes)")
 
 
 def save(model, path, optimizer=None):
     """Save ``model`` (architecture + parameters + buffers) and, if given, ``optimizer``'s state."""
     meta = {"format": FORMAT, "version": VERSION, "architecture": architecture(model), "dtype": str(model.dtype)}
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    _check_declares_its_state(meta["architecture"], state)
+    arrays = {f"model/{k}": v for k, v in state.items()}
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars = {}
@@ -129,12 +78,101 @@ def save(model, path, optimizer=None):
     buf = io.BytesIO()
     meta["arrays"] = sorted(arrays)     # the zip's directory has no checksum: a damaged one can drop members
     np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-    _write_atomic(os.fspath(path), buf.getvalue())
+    write_atomic(path, buf.getvalue())
+
+
+# -- checking the metadata ------------------------------------------------------------------------
+def _kind(value):
+    """What a hyperparameter is, for comparing a saved one with an optimizer's default."""
+    if isinstance(value, bool):
+        return "True or False"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, tuple):
+        return f"a tuple of ({', '.join(_kind(v) for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def _optimizer_defaults(name):
+    """The hyperparameters of ``hb.optim``'s optimizer ``name``, or None for a class it lacks (a
+    user's optimizer: ``load_into``, which has it, checks against it)."""
+    from . import optim
+    cls = getattr(optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
+        return None
+    try:
+        return cls([Parameter(np.zeros(1))]).defaults
+    except (TypeError, ValueError):   # the base class, which has no defaults of its own
+        return None
+
+
+def _check_param_groups(groups, defaults, owner):
+    """Each saved group holds every hyperparameter of ``defaults``, each of its default's kind."""
+    for i, group in enumerate(groups):
+        for key, default in defaults.items():
+            field = f"optimizer.param_groups[{i}].{key}"
+            if key not in group:
+                raise MetadataFieldError(field, "is missing")
+            if default is not None and _kind(_unjson(group[key])) != _kind(default):
+                raise expected_field(field, f"{_kind(default)}, as {owner}'s {key} is", group[key])
+
+
+def _check_optimizer(info, arrays):
+    if not isinstance(info, dict):
+        raise expected_field("optimizer", "a JSON object", info)
+    name = required_field(info, "type", "optimizer.type", str, "an optimizer's class name")
+    groups = required_field(info, "param_groups", "optimizer.param_groups", list, "a list of parameter groups")
+    held = set()
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict):
+            raise expected_field(f"optimizer.param_groups[{i}]", "a JSON object", group)
+        params = required_field(group, "params", f"optimizer.param_groups[{i}].params", list, "a list of parameter indices")
+        for j, idx in enumerate(params):
+            if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+                raise expected_field(f"optimizer.param_groups[{i}].params[{j}]", "a parameter index", idx)
+        held.update(params)
+    defaults = _optimizer_defaults(name)
+    if defaults is not None:
+        _check_param_groups(groups, defaults, name)
+    scalars = required_field(info, "scalars", "optimizer.scalars", dict, "a JSON object of per-parameter values")
+    for key, entry in scalars.items():
+        if not key.isdigit() or int(key) not in held:
+            raise MetadataFieldError(f"optimizer.scalars.{key}", "is not the index of a parameter the groups hold")
+        if not isinstance(entry, dict):
+            raise expected_field(f"optimizer.scalars.{key}", "a JSON object", entry)
+        for state_key, value in entry.items():     # scalar state, such as Adam's step: a number
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise expected_field(f"optimizer.scalars.{key}.{state_key}", "a number", value)
+    for key in arrays:
+        parts = key.split("/")
+        if parts[0] == "optim" and (len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) not in held):
+            raise MetadataFieldError("arrays", f"lists '{key}', which is not the state of a parameter the groups hold")
+
+
+def _check_meta(meta, arrays):
+    """Every field after format, version and arrays, before anything is built."""
+    if "architecture" not in meta:
+        raise MetadataFieldError("architecture", "is missing")
+    check_description(meta["architecture"])
+    dtype = required_field(meta, "dtype", "dtype", str, "a floating dtype's name")
+    try:
+        floating = np.dtype(dtype).kind == "f"
+    except TypeError:
+        floating = False
+    if not floating:
+        raise expected_field("dtype", "a floating dtype's name such as 'float64'", dtype)
+    if "optimizer" in meta:
+        _check_optimizer(meta["optimizer"], arrays)
+    for key in arrays:
+        if not key.startswith(("model/", "optim/")):
+            raise MetadataFieldError("arrays", f"lists '{key}', neither model nor optimizer state")
+    check_declared_state(meta["architecture"], {k: v.shape for k, v in _model_state(arrays).items()})
 
 
 def _read(path):
-    """(meta, arrays) from a checkpoint, every member read and CRC-checked, or CheckpointError.
-    A file that cannot be opened (missing, a folder, no permission) raises its OSError as it is."""
+    """(meta, arrays) from a checkpoint, every member read and CRC-checked and every metadata field
+    checked, or CheckpointError. A file that cannot be opened (missing, a folder, no permission)
+    raises its OSError as it is."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
@@ -151,18 +189,27 @@ def _read(path):
         raise CheckpointError(f"'{path}' is not a handbp checkpoint (an .npz archive without handbp's __meta__)")
     try:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except ValueError as e:     # bad UTF-8 or bad JSON
+    except (ValueError, RecursionError) as e:     # bad UTF-8, bad JSON, or nested beyond reason
         raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is not a handbp checkpoint")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint '{path}' has format version {meta.get('version')}, "
-                              f"this handbp reads version {VERSION}")
-    listed = meta.get("arrays")         # absent from checkpoints written before it was added
-    if listed is not None and sorted(arrays) != listed:
+        found = expected_field("format", repr(FORMAT), meta.get("format")) if isinstance(meta, dict) else "no JSON object"
+        raise CheckpointError(f"'{path}' is not a handbp checkpoint ({found})")
+    if meta.get("version") != VERSION or isinstance(meta.get("version"), bool):     # True == 1
+        raise CheckpointError(f"checkpoint '{path}' has format version {meta.get('version')!r} (metadata field "
+                              f"'version'), this handbp reads version {VERSION}")
+    listed = meta.get("arrays", sorted(arrays))     # absent from checkpoints written before it was added
+    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+        raise CheckpointError(f"checkpoint '{path}': {expected_field('arrays', 'a list of array names', listed)}")
+    if sorted(arrays) != listed:
         lost = sorted(set(listed) - set(arrays)) or sorted(set(arrays) - set(listed))
         raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt (its archive's directory does not "
                               f"list the arrays it was saved with: {lost[:3]})")
+    try:
+        _check_meta(meta, arrays)
+    except MetadataFieldError as e:
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint '{path}': metadata field 'architecture' is nested too deeply") from None
     return meta, arrays
 
 
@@ -183,17 +230,22 @@ def _optimizer_state(meta, arrays):
     return {"state": state, "param_groups": groups}
 
 
+# -- loading --------------------------------------------------------------------------------------
 def load(path):
     """A new model built and filled from the checkpoint at ``path``."""
     meta, arrays = _read(path)
     try:
         model = build(meta["architecture"], np.dtype(meta["dtype"]))
         model.load_state_dict(_model_state(arrays))
-    except CheckpointError:
-        raise
+    except MetadataFieldError as e:
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint '{path}' does not describe a valid model: {e}") from None
     return model
+
+
+def _show(value):
+    return "absent" if value is ABSENT else json.dumps(value)[:100]
 
 
 def load_into(path, model, optimizer=None):
@@ -204,9 +256,12 @@ def load_into(path, model, optimizer=None):
     """
     meta, arrays = _read(path)
     mine = architecture(model)
-    if meta["architecture"] != mine:
-        raise CheckpointError(f"checkpoint '{path}' holds a different architecture: "
-                              f"saved {json.dumps(meta['architecture'])[:300]}, model {json.dumps(mine)[:300]}")
+    difference = first_difference(meta["architecture"], mine)
+    if difference is not None:
+        field, saved, have = difference
+        raise CheckpointError(f"checkpoint '{path}' holds a different architecture: '{field}' is {_show(saved)} in "
+                              f"the file, {_show(have)} in the model (saved {json.dumps(meta['architecture'])[:300]}, "
+                              f"model {json.dumps(mine)[:300]})")
     if meta["dtype"] != str(model.dtype):
         raise CheckpointError(f"checkpoint '{path}' holds dtype {meta['dtype']}, the model is {model.dtype}")
     if optimizer is not None:
@@ -215,6 +270,10 @@ def load_into(path, model, optimizer=None):
         if meta["optimizer"]["type"] != type(optimizer).__name__:
             raise CheckpointError(f"checkpoint '{path}' holds {meta['optimizer']['type']} state, "
                                   f"not {type(optimizer).__name__}")
+        try:
+            _check_param_groups(meta["optimizer"]["param_groups"], optimizer.defaults, type(optimizer).__name__)
+        except MetadataFieldError as e:
+            raise CheckpointError(f"checkpoint '{path}': {e}") from None
     # dry runs on copies first, so that a failure in either leaves both untouched
     try:
         copy.deepcopy(model).load_state_dict(_model_state(arrays))

@@ -83,3 +83,31 @@ def check_finite(x, name):
         raise ValueError(f"{name}: expected finite values, got {len(bad)} non-finite "
                          f"(first at index {first}: {x[first].item()!r})")
     return x
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is truncated, corrupt, or does not fit the model it is loaded into."""
+
+
+class MetadataFieldError(CheckpointError):
+    """A checkpoint's metadata field that is missing or malformed, named by its path
+    (``architecture.children[0].args``); the loader adds the file's path to the message."""
+
+    def __init__(self, field, problem):
+        super().__init__(f"metadata field '{field}' {problem}")
+
+
+def expected_field(field, what, value):
+    """MetadataFieldError: ``field`` is not ``what``."""
+    return MetadataFieldError(field, f"is not {what} (got {describe(value)})")
+
+
+def required_field(obj, key, field, kind, what):
+    """``obj[key]``, an instance of ``kind`` (True is no number here), or MetadataFieldError naming
+    ``field``: missing, or not ``what``."""
+    if key not in obj:
+        raise MetadataFieldError(field, "is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise expected_field(field, what, value)
+    return value

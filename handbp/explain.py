@@ -67,7 +67,9 @@ def _reference(model, loss, x, y, use_torch):
     if use_torch is False:
         return None
     try:
+        from crosscheck._torch import require_torch
         from crosscheck.explain import reference
+        require_torch()             # crosscheck imports without torch; the twin needs it
     except ImportError:
         if use_torch is True:
             raise

@@ -89,5 +89,12 @@ class Linear(Module):
     def config_args(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
 
+    @classmethod
+    def state_shapes(cls, in_features, out_features, bias=True):
+        """weight (out_features, in_features), bias (out_features,); see ``Module.state_shapes``."""
+        yield "weight", (out_features, in_features)
+        if bias:
+            yield "bias", (out_features,)
+
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

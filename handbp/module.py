@@ -248,6 +248,15 @@ class Module:
         """Constructor arguments that rebuild this module (used by checkpoints)."""
         return {}
 
+    @classmethod
+    def state_shapes(cls, **config_args):
+        """Yield ``(name, shape)`` for each parameter and buffer that ``cls(**config_args)`` would
+        hold, in ``state_dict()`` order, worked out without building anything. A checkpoint's loader
+        checks a file's arrays against it before it builds a module, so a file cannot make it
+        allocate more than the file holds. A module without state yields nothing; a class with
+        parameters or buffers declares them (``Linear.state_shapes``)."""
+        return iter(())
+
     # -- printing
     def extra_repr(self):
         return ""

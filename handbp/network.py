@@ -57,6 +57,20 @@ class DNN(Sequential):
         if probe.config_args():       # a factory such as lambda: hb.LeakyReLU(0.2): its arguments too
             self.config["activation_args"] = probe.config_args()
 
+    @classmethod
+    def state_shapes(cls, hidden_depth, num_neuron, input, output, activation=Sigmoid, activation_args=None):
+        """Each Linear's weight and bias, and whatever state the activation declares, named as in
+        ``state_dict()`` (``"0.weight"``, ...); see ``Module.state_shapes``. The arguments are the
+        DNN's ``config``, the activation given as its class. One layer at a time: a checkpoint that
+        declares a huge depth is refused once it declares more arrays than its file holds."""
+        for k in range(hidden_depth + 2):
+            fan_in = input if k == 0 else num_neuron
+            fan_out = output if k == hidden_depth + 1 else num_neuron
+            for name, shape in Linear.state_shapes(fan_in, fan_out):
+                yield f"{2 * k}.{name}", shape
+            for name, shape in activation.state_shapes(**(activation_args or {})):
+                yield f"{2 * k + 1}.{name}", shape
+
     @property
     def sequence(self):
         """The notebook's name for the list of layers."""

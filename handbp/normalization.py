@@ -172,6 +172,19 @@ class BatchNorm1d(Module):
                 "affine": self.affine, "track_running_stats": self.track_running_stats,
                 "bias": self.bias is not None or not self.affine}
 
+    @classmethod
+    def state_shapes(cls, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, bias=True):
+        """weight and bias (num_features,) with affine; running_mean, running_var (num_features,) and
+        num_batches_tracked () when tracking; see ``Module.state_shapes``."""
+        if affine:
+            yield "weight", (num_features,)
+            if bias:
+                yield "bias", (num_features,)
+        if track_running_stats:
+            yield "running_mean", (num_features,)
+            yield "running_var", (num_features,)
+            yield "num_batches_tracked", ()
+
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
@@ -249,6 +262,15 @@ class LayerNorm(Module):
     def config_args(self):
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
                 "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None or not self.elementwise_affine}
+
+    @classmethod
+    def state_shapes(cls, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        """weight and bias of shape normalized_shape with elementwise_affine; see ``Module.state_shapes``."""
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        if elementwise_affine:
+            yield "weight", shape
+            if bias:
+                yield "bias", shape
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

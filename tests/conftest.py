@@ -1,4 +1,9 @@
-"""Options of the project's own suite (the crosscheck plugin itself is loaded by its entry point)."""
+"""Options of the project's own suite (the crosscheck plugin itself is loaded by its entry point).
+
+NumPy is imported here, outside the plugin self-tests' in-process pytest runs: pytester restores
+sys.modules after each, and NumPy, which the plugin imports only when a test needs it, cannot be
+imported a second time in one process."""
+import numpy  # noqa: F401
 
 
 def pytest_addoption(parser):

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from ..commands import have_torch
 from .common import fix_threads, machine_line
 
 
@@ -102,6 +103,8 @@ def run(args):
     for name in ("steps", "repeats", "threads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name}: expected an integer ≥ 1, got {getattr(args, name)}")
+    if not have_torch("bench lockstep"):
+        return 2
     threads = fix_threads(args.threads)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"handbp bench lockstep — {when}")

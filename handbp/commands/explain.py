@@ -1,6 +1,8 @@
 """Explain one training step's backward pass, module by module, beside the torch twin's values."""
 import numpy as np
 
+from . import have_torch
+
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "leaky_relu": "LeakyReLU", "identity": "Identity"}
 
 
@@ -36,5 +38,6 @@ def run(args):
     x = rng.normal(size=shape).astype(model.dtype)
     out = model(x)
     y = rng.normal(size=out.shape).astype(model.dtype)
-    print(hb.explain(model, hb.MeanSquaredError(), x, y, torch=False if args.no_torch else "auto", numbers=args.numbers))
+    use_torch = not args.no_torch and have_torch("explain")      # without torch: the hint, then handbp's values
+    print(hb.explain(model, hb.MeanSquaredError(), x, y, torch="auto" if use_torch else False, numbers=args.numbers))
     return 0

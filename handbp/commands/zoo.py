@@ -2,6 +2,8 @@
 and the hint crosscheck gives for it."""
 import numpy as np
 
+from . import have_torch
+
 
 def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed for the models and data (default 0)")
@@ -17,11 +19,9 @@ def run(args):
         for bug in ZOO:
             print(f"{bug.name:42s} {bug.summary}")
         return 0
-    try:
-        import crosscheck as cc
-    except ImportError as e:
-        print(f"handbp zoo needs crosscheck and torch: {e}")
+    if not have_torch("zoo"):
         return 2
+    import crosscheck as cc
     chosen = ZOO if not args.bug else [b for b in ZOO if b.name in args.bug]
     unknown = set(args.bug or ()) - {b.name for b in ZOO}
     if unknown:
