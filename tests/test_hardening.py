@@ -1,6 +1,5 @@
 """Hardening: numeric extremes cross-checked, property-based fuzzing of architectures against
 torch, and non-finite training stopped at the step it happens."""
-import importlib
 
 import numpy as np
 import pytest
@@ -30,48 +29,34 @@ def test_lockstep_agrees_at_pre_activations_of_1e4(act, loss, rng):
     assert len(trace) == 2
 
 
-def _cancelling_net(bug=None):
+# Setups, found by fuzzing, where a correct handbp was once reported as diverging: a quantity that
+# cancels keeps the rounding of its terms, and only lockstep's recheck tells that from a bug. Each
+# must pass lockstep, recheck included, on every BLAS kernel. Whether one of them would be reported
+# *without* the recheck depends on the last bits of one kernel's rounding, so what the recheck is
+# needed for, and that it still catches bugs there, is shown on nets built to cancel exactly
+# (tests/test_cancellation.py).
+def _cancelling_net():
     """Saturated softmax between weights of ±3333 and ×1e4: the first layer's input gradient is a
     sum of terms of ~1e6 that cancel to ~4e-7 (the case found by --crosscheck-seed=6 above)."""
     rng = np.random.default_rng(6 + 2805863112)
-    layer0 = (bug or hb.Linear)(3, 6, rng=rng)
-    model = hb.Sequential(layer0, hb.Softmax(), hb.Linear(6, 4, rng=rng))
+    model = hb.Sequential(hb.Linear(3, 6, rng=rng), hb.Softmax(), hb.Linear(6, 4, rng=rng))
     model[0].weight.data[...] = rng.choice([-1.0, 1.0], size=(6, 3)) * 1e4 / 3
     model[2].weight.data *= 1e4
     x = rng.choice([-1.0, 1.0], size=(5, 3))
     return model, [(x, rng.integers(0, 4, 5))] * 2
 
 
-def test_rounding_amplified_by_cancellation_is_not_called_a_bug(monkeypatch):
+def test_rounding_amplified_by_cancellation_is_not_called_a_bug():
     """Judged element-wise against torch's own chain, the first layer's input gradient differs by
-    1e-3 relative (each side's rounding upstream, magnified by the cancellation); run alone on
+    ~1e-3 relative (each side's rounding upstream, magnified by the cancellation); run alone on
     handbp's inputs, torch's Linear agrees within the rounding of the terms, so lockstep passes."""
     model, data = _cancelling_net()
     trace = cc.lockstep(model, hb.CrossEntropyLoss(), hb.optim.SGD(model.parameters(), lr=1e-12), data)
     assert len(trace) == 2
-    lockstep_module = importlib.import_module("crosscheck.lockstep")
-    monkeypatch.setattr(lockstep_module, "_recheck_locally", lambda failing, *args: failing)
-    model, data = _cancelling_net()
-    with pytest.raises(cc.Divergence, match="grad_input"):     # without the recheck: a false alarm
-        cc.lockstep(model, hb.CrossEntropyLoss(), hb.optim.SGD(model.parameters(), lr=1e-12), data)
 
 
-def test_a_real_bug_under_the_same_cancellation_is_still_caught():
-    """The recheck allows only the rounding of the terms: an input gradient 10% off is caught in
-    a quantity whose own rounding noise is 1e-3 of it."""
-    class Off(hb.Linear):
-        def backward(self, dy):
-            return super().backward(dy) * 1.1
-
-    model, data = _cancelling_net(bug=Off)
-    with pytest.raises(cc.Divergence) as info:
-        cc.lockstep(model, hb.CrossEntropyLoss(), hb.optim.SGD(model.parameters(), lr=1e-12), data)
-    assert (info.value.name, info.value.quantity) == ("0 (Off)", "grad_input")
-
-
-# float32 setups where a correct handbp was once reported as diverging (found by fuzzing 20,000
-# float32 setups): the bias gradient sums a batch to almost nothing; a softmax's backward subtracts
-# two nearly equal numbers. Each passes only through the recheck.
+# float32 setups (of 20,000 fuzzed): the bias gradient sums a batch to almost nothing; a softmax's
+# backward subtracts two nearly equal numbers
 FLOAT32_CANCELLATIONS = [
     dict(n_in=5, widths=[1, 6], acts=["ReLU", "Sigmoid"], n_out=4, loss="MeanSquaredError", opt="Adam",
          batch=7, dtype="float32", steps=1, seed=3246210956),
@@ -83,12 +68,8 @@ FLOAT32_CANCELLATIONS = [
 
 
 @pytest.mark.parametrize("setup", FLOAT32_CANCELLATIONS, ids=["bias-sum", "bias-sum-deep", "softmax"])
-def test_float32_cancellation_is_not_called_a_bug(setup, monkeypatch):
+def test_float32_cancellation_is_not_called_a_bug(setup):
     assert len(run_setup(setup)) == setup["steps"]
-    lockstep_module = importlib.import_module("crosscheck.lockstep")
-    monkeypatch.setattr(lockstep_module, "_recheck_locally", lambda failing, *args: failing)
-    with pytest.raises(cc.Divergence):
-        run_setup(setup)
 
 
 def _normalised_net(seed, bug=None, plain=False, dtype=np.float32):
@@ -121,36 +102,20 @@ NORMALISED = [5, 303, 311, 341, 377, 541]   # the float32 seeds of that fuzz whe
 
 
 @pytest.mark.parametrize("seed", NORMALISED)
-def test_a_normalisations_cancelling_input_gradient_is_not_called_a_bug(seed, monkeypatch):
+def test_a_normalisations_cancelling_input_gradient_is_not_called_a_bug(seed):
     """The recheck bounds a BatchNorm's or LayerNorm's input gradient by its own terms,
-    (1/σ)(|γ dy| + mean|γ dy| + a · mean(|γ dy| · a)) with a = (|x| + |μ|)/σ; without them
-    (the absolute-value rerun, which bounds nothing for a module that subtracts) it is reported."""
-    model, loss, opt, data = _normalised_net(seed)
-    assert len(cc.lockstep(model, loss, opt, data)) == 3
-    lockstep_module = importlib.import_module("crosscheck.lockstep")
-    softmax_only = lockstep_module._exact_terms
-    monkeypatch.setattr(lockstep_module, "_exact_terms",
-                        lambda leaf: softmax_only(leaf) if type(leaf).__name__ == "Softmax" else None)
-    model, loss, opt, data = _normalised_net(seed)
-    with pytest.raises(cc.Divergence) as info:
-        cc.lockstep(model, loss, opt, data)
-    assert info.value.quantity == "grad_input" and "Norm" in info.value.name
+    (1/σ)(|γ dy| + mean|γ dy| + a · mean(|γ dy| · a)) with a = (|x| + |μ|)/σ."""
+    assert len(cc.lockstep(*_normalised_net(seed))) == 3
 
 
 @pytest.mark.parametrize("seed", [662, 1506, 1906])
-def test_a_one_feature_layernorms_weight_gradient_is_not_called_a_bug(seed, monkeypatch):
+def test_a_one_feature_layernorms_weight_gradient_is_not_called_a_bug(seed):
     """LayerNorm over one feature: x − μ is exactly 0, so is the weight's gradient Σ dy · x̂ in
     handbp; torch's fused kernel leaves ~1e-12 of rounding. The recheck bounds it by Σ |dy| · a,
     a = (|x| + |μ|)/σ (float64 setups of the same fuzz, 2,000 seeds)."""
     model, loss, opt, data = _normalised_net(seed, dtype=np.float64)
     assert model[1].weight.data.shape == (1,)
     assert len(cc.lockstep(model, loss, opt, data)) == 3
-    lockstep_module = importlib.import_module("crosscheck.lockstep")
-    monkeypatch.setattr(lockstep_module, "_exact_terms", lambda leaf: None)
-    model, loss, opt, data = _normalised_net(seed, dtype=np.float64)
-    with pytest.raises(cc.Divergence) as info:
-        cc.lockstep(model, loss, opt, data)
-    assert (info.value.name, info.value.quantity) == ("1.weight (LayerNorm)", "grad")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -185,17 +150,11 @@ def _saturating_net(seed, act=hb.Tanh, dtype=np.float32):
 
 
 @pytest.mark.parametrize("seed", [6, 14, 19, 31, 40])
-def test_a_saturated_tanhs_input_gradient_is_not_called_a_bug(seed, monkeypatch):
+def test_a_saturated_tanhs_input_gradient_is_not_called_a_bug(seed):
     """Near saturation, tanh's dx = dy (1 − y²) is all rounding of y (one unit in the last place of
     y = 0.9999994 moves 1 − y² by 10%), and handbp's float32 tanh may round y the other way from
-    torch's: 17 of 300 such setups were reported. The recheck's terms for it, |dy| (1 + y²),
-    allow that; without them it is reported."""
+    torch's: 17 of 300 such setups were reported before the recheck had terms for it, |dy| (1 + y²)."""
     assert len(cc.lockstep(*_saturating_net(seed))) == 2
-    lockstep_module = importlib.import_module("crosscheck.lockstep")
-    monkeypatch.setattr(lockstep_module, "_exact_terms", lambda leaf: None)
-    with pytest.raises(cc.Divergence) as info:
-        cc.lockstep(*_saturating_net(seed))
-    assert (info.value.name, info.value.quantity) == ("2 (Tanh)", "grad_input")
 
 
 @pytest.mark.parametrize("act", ["Tanh", "Sigmoid"])
