@@ -14,9 +14,9 @@ import types
 
 # public name -> the submodule that defines it
 _EXPORTS = {
-    "mirror": "mirror", "register": "mirror", "register_optimizer": "mirror", "MirrorError": "mirror",
-    "lockstep": "lockstep", "Trace": "lockstep", "NonFiniteError": "lockstep", "leaves": "lockstep",
-    "Divergence": "compare", "Tolerance": "compare", "default_tolerance": "compare",
+    "mirror": "mirror", "MirrorError": "mirror", "register": "registry", "register_optimizer": "registry",
+    "lockstep": "lockstep", "leaves": "lockstep", "Trace": "trace",
+    "Divergence": "report", "NonFiniteError": "report", "Tolerance": "tolerance", "default_tolerance": "tolerance",
 }
 __all__ = list(_EXPORTS)
 

@@ -1,62 +1,19 @@
 """Build the torch twin of a handbp model, loss or optimizer.
 
-A registry maps each handbp class to a function that builds the torch equivalent (structure and
-dtype); the weights are then copied generically through ``state_dict``, whose keys are identical on
-both sides. Student or library layers join with ``register(MyLayer, to_torch=...)``.
+The registry (``crosscheck.registry``) gives, for each handbp class, the function that builds the
+torch equivalent (structure and dtype); the weights are then copied generically through
+``state_dict``, whose keys are identical on both sides.
 """
-from collections import OrderedDict
-
 import numpy as np
 
 import handbp as hb
 
 from ._torch import require_torch, to_tensor
-
-_MODULES = OrderedDict()      # handbp Module class -> fn(hb_module, mirror_child) -> torch.nn.Module
-_LOSSES = OrderedDict()       # handbp Loss class -> fn(hb_loss) -> torch callable
-_OPTIMIZERS = OrderedDict()   # handbp Optimizer class -> fn(hb_opt, torch_param_groups) -> torch optimizer
+from .registry import entry, optimizer_twin, register, register_optimizer  # noqa: F401  (re-exported)
 
 
 class MirrorError(TypeError):
     """The model holds something crosscheck has no torch twin for."""
-
-
-def register(hb_class, to_torch=None):
-    """Register the torch twin of a handbp Module subclass.
-
-    ``to_torch(module)`` returns a ``torch.nn.Module`` with the same structure and dtype whose
-    ``state_dict`` keys equal the handbp module's (weights are copied afterwards). Also usable as a
-    decorator: ``@crosscheck.register(MyLayer)``. A subclass of a registered class uses its
-    parent's twin, so a student's ``Linear`` subclass with a hand-written backward is checked
-    against ``torch.nn.Linear``.
-    """
-    if not (isinstance(hb_class, type) and issubclass(hb_class, hb.Module)):
-        raise TypeError(f"register: hb_class: expected a handbp Module subclass, got {hb_class!r}")
-
-    _ensure_builtins()
-
-    def deco(fn):
-        if not callable(fn):
-            raise TypeError(f"register: to_torch: expected a callable, got {fn!r}")
-        target = _LOSSES if issubclass(hb_class, hb.Loss) else _MODULES
-        target[hb_class] = fn
-        return fn
-
-    return deco if to_torch is None else deco(to_torch)
-
-
-def register_optimizer(hb_class, to_torch):
-    """Register ``to_torch(hb_optimizer, param_groups) -> torch.optim.Optimizer``, where
-    ``param_groups`` are torch-style dicts already holding the twin's parameters."""
-    _OPTIMIZERS[hb_class] = to_torch
-    return to_torch
-
-
-def _lookup(table, obj):
-    for cls in type(obj).__mro__:
-        if cls in table:
-            return table[cls]
-    return None
 
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -73,12 +30,12 @@ def torch_dtype(np_dtype):
 
 
 def _build(module, path=""):
-    fn = _lookup(_MODULES, module)
-    if fn is None:
+    found = entry(module)
+    if found is None or isinstance(module, hb.Loss):
         where = f"module '{path}' " if path else "the model "
         raise MirrorError(f"cannot mirror {where}({type(module).__name__}): no torch twin is registered for it; "
                           f"register one with crosscheck.register({type(module).__name__}, to_torch=...)")
-    return fn(module, lambda child, name: _build(child, f"{path}.{name}" if path else str(name)))
+    return found.to_torch(module, lambda child, name: _build(child, f"{path}.{name}" if path else str(name)))
 
 
 def mirror_module(model):
@@ -115,57 +72,6 @@ def _copy_into(tensor, value):
         tensor.copy_(require_torch().as_tensor(np.asarray(value), dtype=tensor.dtype))
 
 
-# -- built-in twins -------------------------------------------------------------------------
-def _builtin_modules():
-    torch = require_torch()
-    nn = torch.nn
-
-    def sequential(m, child):
-        return nn.Sequential(OrderedDict((name, child(c, name)) for name, c in m._modules.items()))
-
-    register(hb.Sequential, sequential)
-    register(hb.Linear, lambda m, _: nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                                               dtype=torch_dtype(m.dtype)))
-    register(hb.Sigmoid, lambda m, _: nn.Sigmoid())
-    register(hb.Tanh, lambda m, _: nn.Tanh())
-    register(hb.ReLU, lambda m, _: nn.ReLU())
-    register(hb.LeakyReLU, lambda m, _: nn.LeakyReLU(m.negative_slope))
-    register(hb.Identity, lambda m, _: nn.Identity())
-    register(hb.Softmax, lambda m, _: nn.Softmax(dim=m.dim))
-
-    class HalfMeanSquaredError(nn.Module):
-        """The notebook's loss in torch: ½ · mean((h − y)²)."""
-
-        def forward(self, h, y):
-            return 0.5 * torch.mean((h - y) ** 2)
-
-    register(hb.MeanSquaredError, lambda l: HalfMeanSquaredError())
-    register(hb.MSELoss, lambda l: nn.MSELoss(reduction=l.reduction))
-    register(hb.CrossEntropyLoss, lambda l: nn.CrossEntropyLoss(reduction=l.reduction))
-    register(hb.BCEWithLogitsLoss, lambda l: nn.BCEWithLogitsLoss(reduction=l.reduction))
-
-    def sgd(opt, groups):
-        keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-        return torch.optim.SGD([{**{k: g[k] for k in keys}, "params": g["params"]} for g in groups],
-                               lr=opt.defaults["lr"])
-
-    register_optimizer(hb.optim.SGD, sgd)
-
-
-_ready = False
-
-
-def _ensure_builtins():
-    global _ready
-    if not _ready:
-        _ready = True
-        _builtin_modules()
-        try:
-            from . import mirror_extra  # twins of the optimizers and layers beyond the engine's
-        except ImportError:
-            pass
-
-
 # -- optimizers -----------------------------------------------------------------------------
 def twin_param_map(optimizer, twin):
     """For each handbp Parameter in ``optimizer``, the twin's parameter of the same name."""
@@ -198,7 +104,7 @@ def state_to_torch(key, value, like):
 
 def mirror_optimizer(optimizer, twin):
     """A ``torch.optim`` optimizer over ``twin``'s parameters with the same hyperparameters and state."""
-    fn = _lookup(_OPTIMIZERS, optimizer)
+    fn = optimizer_twin(optimizer)
     if fn is None:
         raise MirrorError(f"cannot mirror optimizer {type(optimizer).__name__}: no torch twin is registered; "
                           "use crosscheck.register_optimizer")
@@ -243,13 +149,12 @@ def mirror(obj, torch_model=None):
       come from ``mirror(model)``) with the same hyperparameters and state.
     """
     require_torch()
-    _ensure_builtins()
     if isinstance(obj, hb.Loss):
-        fn = _lookup(_LOSSES, obj)
-        if fn is None:
+        found = entry(obj)
+        if found is None:
             raise MirrorError(f"cannot mirror loss {type(obj).__name__}: no torch twin is registered; "
                               f"use crosscheck.register({type(obj).__name__}, to_torch=...)")
-        return fn(obj)
+        return found.to_torch(obj, None)
     if isinstance(obj, hb.Module):
         return mirror_module(obj)
     if isinstance(obj, hb.optim.Optimizer):

@@ -5,7 +5,7 @@ normalisation's backward, a Linear's input gradient behind a saturated softmax, 
 saturation) keeps the rounding of its terms, and two correct implementations may differ there by
 far more than lockstep's tolerance of the value. lockstep rechecks such a mismatch on the module
 alone before reporting it, allowing ``TERMS_ROUNDING`` epsilons × the terms summed
-(``crosscheck.lockstep._recheck_locally``).
+(``crosscheck.recheck``).
 
 Whether a given seed produces such a near-miss depends on the last bits of one BLAS kernel's
 rounding, so these tests make it by hand. Each net below holds only short dyadic numbers (small
@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 import crosscheck as cc
+from crosscheck import registry
 import handbp as hb
 
-lockstep_module = importlib.import_module("crosscheck.lockstep")
+lockstep_module = importlib.import_module("crosscheck.lockstep")     # (the module: the package's name is the function)
 
 ROUNDING = 2      # epsilons × the terms: a correct implementation's rounding (TERMS_ROUNDING, 16, allowed)
 BUG = 1.01        # a real bug: 1% off
@@ -182,7 +183,7 @@ class Case:
     target: str            # the label of the module that carries the quantity, as lockstep names it
     where: str             # "dx" (its input gradient) or a parameter's name
     bound: object          # bound(module, dy): the magnitude of the terms summed into the quantity
-    own_terms: bool        # whether lockstep's recheck needs its terms for that module (_exact_terms)
+    own_terms: bool        # whether lockstep's recheck needs that module's registered rounding terms
 
     def run(self, prefix=None, change=None):
         """lockstep on the net, the target's class changed by ``change`` (None: as it is)."""
@@ -236,9 +237,10 @@ CASES = {
 def _without(monkeypatch, what):
     """lockstep with its recheck (``"recheck"``) or its modules' own terms (``"terms"``) removed."""
     if what == "recheck":
-        monkeypatch.setattr(lockstep_module, "_recheck_locally", lambda failing, *args: failing)
+        monkeypatch.setattr(lockstep_module, "recheck", lambda failing, *args: failing)
     else:
-        monkeypatch.setattr(lockstep_module, "_exact_terms", lambda leaf: None)
+        for cls in registry.registered():
+            monkeypatch.setattr(registry.entry(cls), "terms", None)
 
 
 @pytest.mark.parametrize("name", list(CASES))

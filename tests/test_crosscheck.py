@@ -122,6 +122,50 @@ def test_register_mirrors_a_custom_layer(rng):
     assert len(trace) == 2
 
 
+class HalfSumOfSquares(hb.Loss):
+    """L = ½ Σ (h − y)²; dL/dh = h − y."""
+
+    def forward(self, h, y):
+        self.last_diff = h - y
+        self._cache = True
+        return 0.5 * np.sum(self.last_diff ** 2)
+
+    def backward(self, dy=1.0):
+        self._need_forward()
+        return self.last_diff * dy
+
+
+def test_register_takes_one_signature_for_layers_and_losses(rng):
+    """A loss registers with the same ``to_torch(obj, child)`` as a layer; a one-argument
+    function is refused when it is registered (not later, inside a student's test)."""
+    with pytest.raises(TypeError, match=r"register: to_torch: expected a function of \(module, child\)"):
+        cc.register(HalfSumOfSquares, lambda loss: None)
+    cc.register(HalfSumOfSquares, lambda loss, child: (lambda h, y: 0.5 * ((h - y) ** 2).sum()))
+    model = hb.Sequential(hb.Linear(3, 2, rng=rng))
+    trace = cc.lockstep(model, HalfSumOfSquares(), hb.optim.SGD(model.parameters(), lr=0.01),
+                        data_for(rng, 2, n_in=3, n_out=2))
+    assert len(trace) == 2
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (dict(hb_class=int, to_torch=lambda m, c: None), "hb_class: expected a handbp Module or Loss subclass"),
+    (dict(hb_class=hb.Tanh, to_torch=5), "to_torch: expected a callable"),
+    (dict(hb_class=hb.Tanh, to_torch=lambda m, c: None, terms="x"), "terms: expected a callable or None"),
+])
+def test_register_names_the_bad_argument(bad, fragment):
+    with pytest.raises(TypeError, match=fragment):
+        cc.register(**bad)
+
+
+def test_a_subclass_uses_its_parents_registration():
+    from crosscheck import registry
+
+    class MyTanh(hb.Tanh):
+        pass
+
+    assert registry.entry(MyTanh) is registry.entry(hb.Tanh) and registry.entry(hb.Tanh).terms is not None
+
+
 def test_missing_torch_says_how_to_install(monkeypatch):
     real_import = builtins.__import__
 

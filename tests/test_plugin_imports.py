@@ -28,14 +28,14 @@ def test_loading_the_plugins_imports_nothing_heavy(modules):
 
 @pytest.mark.parametrize("first", ["", "import crosscheck.lockstep, crosscheck.mirror\n",
                                    "from crosscheck.lockstep import lockstep\nfrom crosscheck.mirror import mirror\n",
-                                   "import crosscheck.compare\n"])
+                                   "import crosscheck.report\n"])
 def test_the_package_names_are_the_functions_whatever_was_imported_first(first):
     """``crosscheck.lockstep`` and ``crosscheck.mirror`` are submodules and the functions they
     define: importing a submodule sets the package's attribute, and the package keeps the function."""
     out = python(first + (
         "import crosscheck as cc\n"
         "from crosscheck import lockstep, mirror, Divergence, register\n"
-        "import crosscheck.lockstep as L, crosscheck.mirror as M, crosscheck.compare as C\n"
+        "import crosscheck.lockstep as L, crosscheck.mirror as M, crosscheck.report as C\n"
         "import importlib, types\n"
         "real = importlib.import_module('crosscheck.lockstep'), importlib.import_module('crosscheck.mirror')\n"
         "print(isinstance(real[0], types.ModuleType), isinstance(real[1], types.ModuleType))\n"

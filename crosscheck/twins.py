@@ -1,0 +1,175 @@
+"""The built-in entries of the registry: for each handbp layer, loss and optimizer, its torch twin,
+and for the modules that subtract inside, their rounding terms. One ``register`` call per class,
+the same call a custom layer uses (``crosscheck.registry``).
+
+Rounding terms (``terms=``): where a gradient is a difference of large numbers (behind a saturated
+activation, or a normalisation), two correct implementations may differ by the rounding of the
+terms summed into it. For most modules the recheck bounds that by rerunning torch's module on
+absolute values (|x|, |W|, |dy|); for a module that subtracts inside, that bounds nothing, so its
+terms are written out here. Each takes the handbp module, handbp's input ``x`` and the absolute
+upstream gradient ``dy`` (float64), the module's parameters before the step (by local name) and
+what is rechecked (``"grad_input"`` or a parameter's local name); None falls back to the
+absolute-value run.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+import handbp as hb
+
+from ._torch import require_torch
+from .mirror import MirrorError, torch_dtype
+from .registry import register, register_optimizer
+
+torch = require_torch()
+nn = torch.nn
+
+
+# -- rounding terms ---------------------------------------------------------------------------
+def softmax_terms(m, x, dy, params, what):
+    """dx = y ⊙ (dy − Σ dy ⊙ y): its terms are y ⊙ (|dy| + Σ |dy| ⊙ y)."""
+    if what != "grad_input":
+        return None
+    z = x - x.max(axis=m.dim, keepdims=True)
+    y = np.exp(z) / np.exp(z).sum(axis=m.dim, keepdims=True)
+    return y * (dy + (dy * y).sum(axis=m.dim, keepdims=True))
+
+
+def tanh_terms(m, x, dy, params, what):
+    """dx = dy ⊙ (1 − y²) subtracts: its terms are |dy| ⊙ (1 + y²). Near saturation the result is
+    all rounding of y (one unit in the last place of y = 0.9999994 moves 1 − y² by 10%)."""
+    y = np.tanh(x)
+    return dy * (1 + y * y) if what == "grad_input" else None
+
+
+def sigmoid_terms(m, x, dy, params, what):
+    """dx = dy ⊙ y(1 − y) = dy ⊙ (y − y²): its terms are |dy| ⊙ y(1 + y)."""
+    y = 0.5 * (1 + np.tanh(0.5 * x))         # σ(x), without overflow
+    return dy * y * (1 + y) if what == "grad_input" else None
+
+
+def normalization_terms(x, dy, axes, mu, sigma, batch_stats, weight, what, reduce_axes):
+    """x̂ = (x − μ)/σ, normalised over ``axes``. With a = (|x| + |μ|)/σ, which bounds |x̂| and
+    carries the rounding of x − μ when |x| is far above σ, and g = γ ⊙ dy:
+
+    * input gradient, batch statistics: dx = (1/σ)(g − mean g − x̂ · mean(g · x̂)); terms
+      (1/σ)(|g| + mean |g| + a · mean(|g| · a)); running statistics: dx = g/σ, terms |g|/σ;
+    * weight gradient: dγ = Σ dy · x̂ over ``reduce_axes``; terms Σ |dy| · a.
+    """
+    a = (np.abs(x) + np.abs(mu)) / sigma
+    if what == "weight":
+        return (dy * a).sum(axis=reduce_axes)
+    if what != "grad_input":
+        return None
+    g = dy if weight is None else dy * np.abs(weight)
+    if not batch_stats:
+        return g / sigma
+    return (g + g.mean(axis=axes, keepdims=True) + a * (g * a).mean(axis=axes, keepdims=True)) / sigma
+
+
+def layer_norm_terms(m, x, dy, params, what):
+    axes = tuple(range(x.ndim - len(m.normalized_shape), x.ndim))
+    mu, sigma = x.mean(axis=axes, keepdims=True), np.sqrt(x.var(axis=axes, keepdims=True) + m.eps)
+    return normalization_terms(x, dy, axes, mu, sigma, True, params.get("weight"), what,
+                               tuple(range(x.ndim - len(m.normalized_shape))))
+
+
+def batch_norm_terms(m, x, dy, params, what):
+    axes = (0,) if x.ndim == 2 else (0, 2)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    batch_stats = m.training or not m.track_running_stats
+    if batch_stats:
+        mu, sigma = x.mean(axis=axes, keepdims=True), np.sqrt(x.var(axis=axes, keepdims=True) + m.eps)
+    else:
+        mu = np.asarray(m.running_mean, np.float64).reshape(shape)
+        sigma = np.sqrt(np.asarray(m.running_var, np.float64).reshape(shape) + m.eps)
+    weight = params.get("weight")
+    return normalization_terms(x, dy, axes, mu, sigma, batch_stats,
+                               None if weight is None else weight.reshape(shape[1:]), what, axes)
+
+
+# -- layers -----------------------------------------------------------------------------------
+def _sequential(m, child):
+    return nn.Sequential(OrderedDict((name, child(c, name)) for name, c in m._modules.items()))
+
+
+def _batchnorm(m, child):
+    if m.affine and m.bias is None:
+        raise MirrorError("cannot mirror BatchNorm1d(bias=False): torch.nn.BatchNorm1d always has a bias "
+                          "when affine")
+    return nn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                          track_running_stats=m.track_running_stats, dtype=torch_dtype(m.dtype))
+
+
+class MaskedDropout(nn.Module):
+    """Dropout whose keep-mask is the one its handbp twin just drew (``last_mask``), so both sides
+    drop the same elements: y = x ⊙ mask · 1/(1 − p) in training, y = x in eval."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source, self.p = source, source.p
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        mask = self.source.last_mask
+        if mask is None or tuple(mask.shape) != tuple(x.shape):
+            raise RuntimeError("MaskedDropout: the handbp Dropout has not drawn a mask for this input yet; "
+                               "run its forward first (lockstep does)")
+        scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
+        return x * (torch.from_numpy(mask).to(x.dtype) * scale)
+
+    def extra_repr(self):
+        return f"p={self.p}, mask from handbp"
+
+
+register(hb.Sequential, _sequential)
+register(hb.Linear, lambda m, child: nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                                               dtype=torch_dtype(m.dtype)))
+register(hb.Sigmoid, lambda m, child: nn.Sigmoid(), terms=sigmoid_terms)
+register(hb.Tanh, lambda m, child: nn.Tanh(), terms=tanh_terms)
+register(hb.ReLU, lambda m, child: nn.ReLU())
+register(hb.LeakyReLU, lambda m, child: nn.LeakyReLU(m.negative_slope))
+register(hb.Identity, lambda m, child: nn.Identity())
+register(hb.Softmax, lambda m, child: nn.Softmax(dim=m.dim), terms=softmax_terms)
+register(hb.GELU, lambda m, child: nn.GELU(approximate=m.approximate))
+register(hb.Dropout, lambda m, child: MaskedDropout(m))
+register(hb.BatchNorm1d, _batchnorm, terms=batch_norm_terms)
+register(hb.LayerNorm, lambda m, child: nn.LayerNorm(m.normalized_shape, eps=m.eps,
+                                                      elementwise_affine=m.elementwise_affine,
+                                                      bias=m.bias is not None, dtype=torch_dtype(m.dtype)),
+         terms=layer_norm_terms)
+
+
+# -- losses -----------------------------------------------------------------------------------
+class HalfMeanSquaredError(nn.Module):
+    """The notebook's loss in torch: ½ · mean((h − y)²)."""
+
+    def forward(self, h, y):
+        return 0.5 * torch.mean((h - y) ** 2)
+
+
+register(hb.MeanSquaredError, lambda loss, child: HalfMeanSquaredError())
+register(hb.MSELoss, lambda loss, child: nn.MSELoss(reduction=loss.reduction))
+register(hb.CrossEntropyLoss, lambda loss, child: nn.CrossEntropyLoss(reduction=loss.reduction))
+register(hb.BCEWithLogitsLoss, lambda loss, child: nn.BCEWithLogitsLoss(reduction=loss.reduction))
+
+
+# -- optimizers -------------------------------------------------------------------------------
+def _sgd(opt, groups):
+    keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    return torch.optim.SGD([{**{k: g[k] for k in keys}, "params": g["params"]} for g in groups],
+                           lr=opt.defaults["lr"])
+
+
+def _same_groups(torch_class):
+    def build(opt, groups):
+        return torch_class(groups, lr=opt.defaults["lr"])
+    return build
+
+
+register_optimizer(hb.optim.SGD, _sgd)
+register_optimizer(hb.optim.Adam, _same_groups(torch.optim.Adam))
+register_optimizer(hb.optim.AdamW, _same_groups(torch.optim.AdamW))
+register_optimizer(hb.optim.RMSprop, _same_groups(torch.optim.RMSprop))
+register_optimizer(hb.optim.Adagrad, _same_groups(torch.optim.Adagrad))
