@@ -139,8 +139,8 @@ class CrossEntropyLoss(Loss):
         # float32 logits are worked in float64 here, as torch's CPU kernel accumulates in double:
         # softmax(z) − onehot(y) cancels when the right class is nearly certain
         logp = log_softmax(z2.astype(np.float64))
-        if y.dtype.kind == "f":
-            p = y if batched else y[None, :]
+        if y.dtype.kind == "f":     # a copy: the caller may edit its target before backward
+            p = (y if batched else y[None, :]).astype(np.float64)
             per_sample = -(p * logp).sum(axis=1)
         else:
             idx = y if batched else y[None]

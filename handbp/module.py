@@ -102,11 +102,23 @@ class Module:
 
     # -- calling
     def __call__(self, x):
+        """Check ``x``, run ``forward``, return its output.
+
+        Layers keep arrays for backward by reference (Linear its input, Tanh its output), and the
+        caller may edit its ``x`` or the returned output in place before calling backward (torch
+        raises "modified by an inplace operation" then). So the model gets its own copy of ``x``
+        and the caller its own copy of the output: here, at the boundary, because containers call
+        their children's ``forward`` directly and nothing inside a model is copied. (Copying
+        always is cheaper than asking a Sequential which of its children keep what.)
+        """
+        given = x
         x = check_finite(as_float_array(x, "x", self.dtype), "x")
+        own = x is not given and x.base is None       # made here from a list: nobody else holds it
         try:
-            return self.forward(x)
+            y = self.forward(x if own else x.copy())
         except LayerError as e:
             raise e from None  # drop handbp's own frames: the message says where
+        return y.copy() if isinstance(y, np.ndarray) else y
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
