@@ -5,7 +5,7 @@ value, and either returns the value in plain form or raises::
 
     {owner}: {arg}: expected {what}, got {given}
 
-e.g. ``Linear: in_features: expected an integer >= 0, got -1``. Python and NumPy scalars are
+e.g. ``Linear: in_features: expected a non-negative integer, got -1``. Python and NumPy scalars are
 accepted alike (``np.float32(0.1)`` is a number, ``np.bool_(True)`` a flag) and come back as plain
 Python values, so a NumPy scalar never changes the dtype of later arithmetic (``np.float64(0.1) *
 float32_array`` is float64). Bools are not numbers here: ``True`` is 1 to Python, but never a
