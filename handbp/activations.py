@@ -2,6 +2,7 @@
 gradient by its local derivative in ``backward``; all are stable for inputs of ±1e4."""
 import numpy as np
 
+from . import validate
 from .errors import LayerValueError
 from .module import Module
 
@@ -38,7 +39,7 @@ class Sigmoid(Module):
     def backward(self, dy):
         """dx = dy · y(1 − y), from the cached output y."""
         y = self.last_o
-        self._need_cache(y, dy, None if y is None else y.shape)
+        self._need_cache(y, dy)
         return dy * y * (1.0 - y)
 
 
@@ -56,7 +57,7 @@ class Tanh(Module):
     def backward(self, dy):
         """dx = dy · (1 − y²)."""
         y = self.last_o
-        self._need_cache(y, dy, None if y is None else y.shape)
+        self._need_cache(y, dy)
         return dy * (1.0 - y * y)
 
 
@@ -65,16 +66,16 @@ class ReLU(Module):
 
     def __init__(self):
         super().__init__()
-        self.last_mask = None
+        self.last_mask = self.last_dtype = None
 
     def forward(self, x):
-        self.last_mask = x > 0
+        self.last_mask, self.last_dtype = x > 0, x.dtype
         return np.where(self.last_mask, x, 0.0).astype(x.dtype, copy=False)
 
     def backward(self, dy):
         """dx = dy · [x > 0]."""
         mask = self.last_mask
-        self._need_cache(mask, dy, None if mask is None else mask.shape)
+        self._need_cache(mask, dy, dtype=self.last_dtype)
         return np.where(mask, dy, 0.0).astype(dy.dtype, copy=False)
 
 
@@ -84,20 +85,17 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
-                or not np.isfinite(negative_slope):
-            raise ValueError(f"LeakyReLU: negative_slope: expected a finite number, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
-        self.last_mask = None
+        self.negative_slope = float(validate.number("LeakyReLU", "negative_slope", negative_slope))
+        self.last_mask = self.last_dtype = None
 
     def forward(self, x):
-        self.last_mask = x > 0
+        self.last_mask, self.last_dtype = x > 0, x.dtype
         return np.where(self.last_mask, x, x * self.negative_slope)
 
     def backward(self, dy):
         """dx = dy · (1 if x > 0 else negative_slope)."""
         mask = self.last_mask
-        self._need_cache(mask, dy, None if mask is None else mask.shape)
+        self._need_cache(mask, dy, dtype=self.last_dtype)
         return np.where(mask, dy, dy * self.negative_slope)
 
     def config_args(self):
@@ -112,15 +110,15 @@ class Identity(Module):
 
     def __init__(self):
         super().__init__()
-        self.last_shape = None
+        self.last_shape = self.last_dtype = None
 
     def forward(self, x):
-        self.last_shape = x.shape
+        self.last_shape, self.last_dtype = x.shape, x.dtype
         return x
 
     def backward(self, dy):
         """dx = dy."""
-        self._need_cache(self.last_shape, dy, self.last_shape)
+        self._need_cache(self.last_shape, dy, self.last_shape, self.last_dtype)
         return dy
 
 
@@ -134,9 +132,7 @@ class Softmax(Module):
 
     def __init__(self, dim=-1):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-            raise TypeError(f"Softmax: dim: expected an integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = validate.integer("Softmax", "dim", dim)
         self.last_o = None
 
     def forward(self, x):
@@ -149,7 +145,7 @@ class Softmax(Module):
     def backward(self, dy):
         """dx = y ⊙ (dy − Σ dy ⊙ y) along dim."""
         y = self.last_o
-        self._need_cache(y, dy, None if y is None else y.shape)
+        self._need_cache(y, dy)
         return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True))
 
     def config_args(self):
@@ -239,9 +235,7 @@ class GELU(Module):
 
     def __init__(self, approximate="none"):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate: expected 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = validate.choice("GELU", "approximate", approximate, ("none", "tanh"))
         self.last_x = None      # x, for x φ(x) (or the tanh form's second term)
         self.last_cdf = None    # Φ(x) (exact form) or t = tanh(u) (tanh form), computed by the forward
 
@@ -259,7 +253,7 @@ class GELU(Module):
     def backward(self, dy):
         """dx = dy · (Φ(x) + x φ(x)); tanh form: dx = dy · (½(1 + t) + ½ x (1 − t²) √(2/π)(1 + 3κ x²))."""
         x = self.last_x
-        self._need_cache(x, dy, None if x is None else x.shape)
+        self._need_cache(x, dy)
         if self.approximate == "none":
             pdf = (M_2_SQRTPI * M_SQRT1_2 * 0.5) * exp(-0.5 * (x * x))
             return dy * (self.last_cdf + x * pdf)

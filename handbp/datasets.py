@@ -5,23 +5,19 @@ Each returns ``(x, y)`` as float64 arrays (class targets as int64) from an expli
 """
 import numpy as np
 
-
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+from . import validate
 
 
-def _check_n(n, minimum=1):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"n: expected an integer ≥ {minimum}, got {n!r}")
+def _check(owner, n, noise, rng, min_n=1):
+    """The task's arguments, checked: ``(n, noise, Generator)``."""
+    return (validate.integer(owner, "n", n, low=min_n), validate.number(owner, "noise", noise, low=0),
+            validate.generator(owner, "rng", rng))
 
 
 def spirals(n=400, noise=0.1, rng=0):
     """Two interleaved spirals in the plane: x ``(n, 2)``, y ``(n,)`` with classes 0 and 1.
     A classic that no linear model separates; a small tanh MLP reaches ~100% train accuracy."""
-    _check_n(n, 2)
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise: expected a finite number ≥ 0, got {noise!r}")
-    rng = _rng(rng)
+    n, noise, rng = _check("spirals", n, noise, rng, min_n=2)
     y = np.arange(n) % 2
     t = rng.uniform(0.25, 1.0, n) * 3 * np.pi          # angle along the arm
     r = t / (3 * np.pi) * 2.0                           # radius grows with the angle
@@ -34,8 +30,7 @@ def spirals(n=400, noise=0.1, rng=0):
 def xor(n=200, noise=0.1, rng=0):
     """XOR: the four corners (±1, ±1) with noise; class 1 where the signs differ.
     x ``(n, 2)``, y ``(n,)``."""
-    _check_n(n, 1)
-    rng = _rng(rng)
+    n, noise, rng = _check("xor", n, noise, rng)
     corners = rng.integers(0, 2, (n, 2))
     x = corners * 2.0 - 1.0 + rng.normal(0.0, noise, (n, 2))
     y = (corners[:, 0] != corners[:, 1]).astype(np.int64)
@@ -44,8 +39,7 @@ def xor(n=200, noise=0.1, rng=0):
 
 def sine(n=200, noise=0.05, rng=0):
     """Noisy sine regression: x uniform in [−π, π] ``(n, 1)``, y = sin(x) + noise ``(n, 1)``."""
-    _check_n(n, 1)
-    rng = _rng(rng)
+    n, noise, rng = _check("sine", n, noise, rng)
     x = rng.uniform(-np.pi, np.pi, (n, 1))
     return x, np.sin(x) + rng.normal(0.0, noise, (n, 1))
 

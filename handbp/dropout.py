@@ -1,7 +1,7 @@
 """Dropout: zero each element with probability p in training, scale the survivors by 1 / (1 − p)."""
 import numpy as np
 
-from .errors import describe
+from . import validate
 from .module import Module
 
 
@@ -15,8 +15,9 @@ class Dropout(Module):
 
     Args:
         p: probability of dropping an element, in [0, 1] (default 0.5).
-        rng: the Generator masks are drawn from (``np.random.default_rng()`` when omitted); each
-            training forward draws ``rng.random(x.shape)`` and keeps the elements ≥ p.
+        rng: the Generator masks are drawn from, or a seed for one (``np.random.default_rng()``
+            when omitted); each training forward draws ``rng.random(x.shape)`` and keeps the
+            elements ≥ p.
 
     Shape:
         x and y: any shape.
@@ -24,14 +25,11 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p: expected a probability in [0, 1], got {describe(p)}")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"Dropout: rng: expected an np.random.Generator or None, got {describe(rng)}")
-        self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.p = validate.probability("Dropout", "p", p)
+        self.rng = validate.generator("Dropout", "rng", rng)
         self.last_mask = None      # the keep-mask (all True in eval), for dx
         self.last_scale = None     # 1 / (1 − p) in training (0 when p = 1), 1 in eval
+        self.last_dtype = None     # x's dtype, which dy must have
 
     def forward(self, x):
         """y = x ⊙ mask · scale; caches the mask and the scale."""
@@ -40,13 +38,13 @@ class Dropout(Module):
             scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
         else:
             mask, scale = np.ones(x.shape, dtype=bool), 1.0
-        self.last_mask, self.last_scale = mask, scale
+        self.last_mask, self.last_scale, self.last_dtype = mask, scale, x.dtype
         return x * (mask * x.dtype.type(scale)) if self.training else x
 
     def backward(self, dy):
         """dx = dy ⊙ mask / (1 − p) (the same mask as the forward); dx = dy in eval."""
         mask = self.last_mask
-        self._need_cache(mask, dy, None if mask is None else mask.shape)
+        self._need_cache(mask, dy, dtype=self.last_dtype)
         return dy * (mask * dy.dtype.type(self.last_scale))
 
     def config_args(self):

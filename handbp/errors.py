@@ -29,8 +29,16 @@ class LayerValueError(LayerError, ValueError):
     """Bad value or shape given to a layer."""
 
 
-class LayerTypeError(LayerError, TypeError):
-    """Bad dtype or type given to a layer."""
+class LayerTypeError(LayerError, TypeError, ValueError):
+    """Bad dtype or type given to a layer (a TypeError, and a ValueError as every bad argument is)."""
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a string for a learning rate, 1 for a flag).
+
+    A TypeError, as Python's convention has it, and a ValueError like every other bad argument
+    here (handbp raised ValueError for some of these before, so ``except ValueError`` still works).
+    """
 
 
 class CallOrderError(LayerError, RuntimeError, ValueError):
@@ -63,9 +71,13 @@ def as_float_array(x, name, dtype=None):
     """
     if not isinstance(x, np.ndarray):
         try:
-            x = np.asarray(x, dtype=dtype if dtype is not None else np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: expected an array of floats, got {describe(x)}") from None
+            # numbers only: np.asarray(None, float) would be NaN, and np.asarray("1.5", float) 1.5
+            kind = "O" if x is None else np.asarray(x).dtype.kind
+        except (TypeError, ValueError):                  # ragged nested lists
+            kind = "O"
+        if kind not in "iuf":
+            raise TypeError(f"{name}: expected an array of floats, got {describe(x)}")
+        x = np.asarray(x, dtype=dtype if dtype is not None else np.float64)
     if x.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype} "
                         f"(convert with {name}.astype(np.float64))")
@@ -76,8 +88,9 @@ def as_float_array(x, name, dtype=None):
 
 
 def check_finite(x, name):
-    """ValueError naming ``name`` when ``x`` holds NaN or Inf (one reduction on the happy path)."""
-    if not np.isfinite(x.sum()) and not np.isfinite(x).all():
+    """ValueError naming ``name`` when ``x`` holds NaN or Inf. (Not ``isfinite(x.sum())``: a sum of
+    finite values can overflow, and that would warn.)"""
+    if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))
         first = tuple(int(i) for i in bad[0])
         raise ValueError(f"{name}: expected finite values, got {len(bad)} non-finite "

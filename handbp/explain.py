@@ -13,7 +13,8 @@ import copy
 
 import numpy as np
 
-from .errors import describe
+from . import validate
+from .errors import ArgumentTypeError, describe
 from .inspect import Recorder, leaves
 from .losses import Loss
 from .module import Module
@@ -95,6 +96,11 @@ def explain(model, loss, x, y, *, torch="auto", numbers=4):
         raise TypeError(f"explain: model: expected a handbp Module, got {describe(model)}")
     if not isinstance(loss, Loss):
         raise TypeError(f"explain: loss: expected a handbp loss, got {describe(loss)}")
+    if isinstance(torch, (bool, np.bool_)):
+        torch = bool(torch)
+    elif not (isinstance(torch, str) and torch == "auto"):
+        validate.fail("explain", "torch", "'auto', True or False", torch, ArgumentTypeError)
+    numbers = validate.integer("explain", "numbers", numbers, low=1)
     model, loss = copy.deepcopy(model), copy.deepcopy(loss)
     model.zero_grad()
     leaf_list = leaves(model)

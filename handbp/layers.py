@@ -3,14 +3,17 @@ import math
 
 import numpy as np
 
+from . import validate
 from .errors import LayerValueError
 from .module import Module, Parameter
 
 
-def _init_rng(rng):
-    """The source of random numbers: an explicit Generator, or numpy's global state (so that
-    ``np.random.seed`` reproduces a model, as in the notebook)."""
-    return np.random if rng is None else rng
+def init_rng(owner, rng):
+    """The source of random numbers: a Generator (or a seed for one, or a RandomState), or numpy's
+    global state when None (so that ``np.random.seed`` reproduces a model, as in the notebook)."""
+    if rng is None or rng is np.random:
+        return np.random
+    return rng if isinstance(rng, np.random.RandomState) else validate.generator(owner, "rng", rng)
 
 
 class Linear(Module):
@@ -21,7 +24,8 @@ class Linear(Module):
         out_features: size of each output sample.
         bias: whether to learn an additive bias ``b``.
         dtype: dtype of the parameters (float64 by default); inputs must have the same dtype.
-        rng: ``np.random.Generator`` for the initial values; numpy's global state when omitted.
+        rng: ``np.random.Generator`` (or a seed) for the initial values; numpy's global state
+            when omitted.
         init: ``"torch"`` (default): W and b from U(−1/√in_features, 1/√in_features), torch's
             default; ``"normal"``: W from N(0, std²) and b = 0, the notebook's init.
         std: standard deviation for ``init="normal"`` (the notebook's 0.01).
@@ -38,16 +42,14 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float64, rng=None,
                  init="torch", std=0.01):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"Linear: {name}: expected a non-negative integer, got {v!r}")
-        if init not in ("torch", "normal"):
-            raise ValueError(f"Linear: init: expected 'torch' or 'normal', got {init!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Linear: dtype: expected a floating dtype, got {dtype}")
-        rng = _init_rng(rng)
+        in_features = validate.integer("Linear", "in_features", in_features, low=0)
+        out_features = validate.integer("Linear", "out_features", out_features, low=0)
+        bias = validate.flag("Linear", "bias", bias)
+        dtype = validate.float_dtype("Linear", "dtype", dtype)
+        init = validate.choice("Linear", "init", init, ("torch", "normal"))
+        std = validate.number("Linear", "std", std, low=0)
+        rng = init_rng("Linear", rng)
+        self.in_features, self.out_features = in_features, out_features
         if init == "torch":
             bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
             W = rng.uniform(-bound, bound, (out_features, in_features))

@@ -2,15 +2,12 @@
 ``backward()`` returns dLoss/dpred, an array of pred's shape."""
 import numpy as np
 
-from .errors import CallOrderError, as_float_array, check_finite, describe
+from . import validate
+from .errors import ArgumentTypeError, CallOrderError, as_float_array, check_finite, describe
 from .activations import exp, sigmoid
 from .module import Module
 
-
-def _check_reduction(owner, reduction):
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"{owner}: reduction: expected 'mean' or 'sum', got {reduction!r}")
-    return reduction
+REDUCTIONS = ("mean", "sum")
 
 
 class Loss(Module):
@@ -35,10 +32,12 @@ class Loss(Module):
                              f"got {target.shape}")
         return check_finite(target, "target")
 
-    def _need_forward(self):
+    def _need_forward(self, dy=1.0):
+        """Raise if backward comes before the loss, or if ``dy`` (dL_outer/dL, a scalar as the loss
+        is one) is not a real number; NaN and Inf pass, as in torch. Returns it as a Python float."""
         if self._cache is None:
             raise CallOrderError(self, "backward() called before the loss was computed; call loss(pred, target) first")
-        return self._cache
+        return dy if type(dy) is float else float(validate.number((self, "backward"), "dy", dy, finite=False))
 
     def backward(self, dy=1.0):
         raise NotImplementedError
@@ -58,7 +57,7 @@ class MeanSquaredError(Loss):
 
     def backward(self, dy=1.0):
         """dL/dh = (h − y) / n."""
-        self._need_forward()
+        dy = self._need_forward(dy)
         return self.last_diff * (dy / self.last_diff.size)
 
     def grad(self):
@@ -74,7 +73,7 @@ class MSELoss(Loss):
 
     def __init__(self, reduction="mean"):
         super().__init__()
-        self.reduction = _check_reduction("MSELoss", reduction)
+        self.reduction = validate.choice("MSELoss", "reduction", reduction, REDUCTIONS)
 
     def forward(self, h, y):
         self.last_diff = h - y
@@ -84,7 +83,7 @@ class MSELoss(Loss):
 
     def backward(self, dy=1.0):
         """dL/dh = 2(h − y) · (1/n if mean)."""
-        self._need_forward()
+        dy = self._need_forward(dy)
         scale = 2.0 * dy / (self.last_diff.size if self.reduction == "mean" else 1)
         return self.last_diff * scale
 
@@ -109,7 +108,7 @@ class CrossEntropyLoss(Loss):
 
     def __init__(self, reduction="mean"):
         super().__init__()
-        self.reduction = _check_reduction("CrossEntropyLoss", reduction)
+        self.reduction = validate.choice("CrossEntropyLoss", "reduction", reduction, REDUCTIONS)
 
     def _check_target(self, pred, target):
         if pred.ndim not in (1, 2):
@@ -125,9 +124,14 @@ class CrossEntropyLoss(Loss):
                 raise ValueError(f"CrossEntropyLoss: target: expected class indices in [0, {C}), got {int(bad)}")
             return t
         if t.dtype.kind == "f":
+            if t.shape != pred.shape and t.shape == pred.shape[:-1]:
+                raise ValueError(f"CrossEntropyLoss: target: expected integer class indices of shape {t.shape} "
+                                 f"or float class probabilities of the logits' shape {pred.shape}, got floats of "
+                                 f"shape {t.shape}: float targets are read as probabilities; for class indices "
+                                 f"use target.astype(np.int64)")
             return Loss._check_target(self, pred, t)
-        raise TypeError(f"CrossEntropyLoss: target: expected integer class indices or float probabilities, "
-                        f"got {describe(target)}")
+        raise ArgumentTypeError(f"CrossEntropyLoss: target: expected integer class indices or float probabilities, "
+                                f"got {describe(target)}")
 
     def forward(self, z, y):
         batched = z.ndim == 2
@@ -135,8 +139,8 @@ class CrossEntropyLoss(Loss):
         # float32 logits are worked in float64 here, as torch's CPU kernel accumulates in double:
         # softmax(z) − onehot(y) cancels when the right class is nearly certain
         logp = log_softmax(z2.astype(np.float64))
-        if y.dtype.kind == "f":
-            p = y if batched else y[None, :]
+        if y.dtype.kind == "f":     # a copy: the caller may edit its target before backward
+            p = (y if batched else y[None, :]).astype(np.float64)
             per_sample = -(p * logp).sum(axis=1)
         else:
             idx = y if batched else y[None]
@@ -149,7 +153,7 @@ class CrossEntropyLoss(Loss):
 
     def backward(self, dy=1.0):
         """dL/dz = (softmax(z) · Σp − p) / N, which is (softmax(z) − onehot(y)) / N for indices."""
-        self._need_forward()
+        dy = self._need_forward(dy)
         s, p = self.last_softmax, self.last_p
         g = s * p.sum(axis=1, keepdims=True) - p
         g *= dy / (len(p) if self.reduction == "mean" else 1)
@@ -169,7 +173,7 @@ class BCEWithLogitsLoss(Loss):
 
     def __init__(self, reduction="mean"):
         super().__init__()
-        self.reduction = _check_reduction("BCEWithLogitsLoss", reduction)
+        self.reduction = validate.choice("BCEWithLogitsLoss", "reduction", reduction, REDUCTIONS)
 
     def forward(self, z, y):
         # float32 is worked in float64 here, as for CrossEntropyLoss: σ(z) − y cancels when the
@@ -184,7 +188,7 @@ class BCEWithLogitsLoss(Loss):
 
     def backward(self, dy=1.0):
         """dL/dz = (σ(z) − y) · (1/n if mean)."""
-        self._need_forward()
+        dy = self._need_forward(dy)
         g = self.last_diff * (dy / (self.last_diff.size if self.reduction == "mean" else 1))
         return g.astype(self.last_dtype, copy=False)
 

@@ -14,8 +14,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import (CallOrderError, LayerError, LayerValueError, StateDictKeyError, as_float_array, check_finite,
-                     describe)
+from . import validate
+from .errors import (CallOrderError, LayerError, LayerTypeError, LayerValueError, StateDictKeyError, as_float_array,
+                     check_finite, describe)
 
 
 class Parameter:
@@ -101,11 +102,23 @@ class Module:
 
     # -- calling
     def __call__(self, x):
+        """Check ``x``, run ``forward``, return its output.
+
+        Layers keep arrays for backward by reference (Linear its input, Tanh its output), and the
+        caller may edit its ``x`` or the returned output in place before calling backward (torch
+        raises "modified by an inplace operation" then). So the model gets its own copy of ``x``
+        and the caller its own copy of the output: here, at the boundary, because containers call
+        their children's ``forward`` directly and nothing inside a model is copied. (Copying
+        always is cheaper than asking a Sequential which of its children keep what.)
+        """
+        given = x
         x = check_finite(as_float_array(x, "x", self.dtype), "x")
+        own = x is not given and x.base is None       # made here from a list: nobody else holds it
         try:
-            return self.forward(x)
+            y = self.forward(x if own else x.copy())
         except LayerError as e:
             raise e from None  # drop handbp's own frames: the message says where
+        return y.copy() if isinstance(y, np.ndarray) else y
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
@@ -113,14 +126,29 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
-    def _need_cache(self, cached, dy, out_shape):
-        """Raise if backward comes before forward, or if ``dy`` does not fit the last output."""
+    def _need_cache(self, cached, dy, shape=None, dtype=None):
+        """Raise if backward comes before forward (nothing ``cached``), or if ``dy`` is not an array
+        of the last forward's output's shape and dtype (by default, those of ``cached``). NaN and
+        Inf in ``dy`` pass, as in torch. Called before anything is accumulated."""
         if cached is None:
             raise CallOrderError(self, "backward() called before forward(); "
                                        "run the forward pass first, it caches what backward needs")
-        if not isinstance(dy, np.ndarray) or dy.shape != out_shape:
-            raise LayerValueError(self, f"grad_output: expected shape {out_shape} "
-                                        f"(the last forward's output), got {describe(dy)}")
+        shape = cached.shape if shape is None else shape
+        dtype = getattr(cached, "dtype", None) if dtype is None else dtype
+        if not (isinstance(dy, np.ndarray) and dy.shape == shape and dy.dtype == dtype):
+            self._refuse_grad_output(dy, shape, dtype)
+
+    def _refuse_grad_output(self, dy, shape, dtype):
+        """``_need_cache``'s error; a cache that is no float array (a custom layer's mask or shape)
+        leaves the dtype open: any floating ``dy`` of the right shape passes."""
+        if dtype is None or dtype.kind != "f":
+            right_dtype, expected = isinstance(dy, np.ndarray) and dy.dtype.kind == "f", "a floating dtype"
+        else:
+            right_dtype, expected = isinstance(dy, np.ndarray) and dy.dtype == dtype, f"dtype {dtype}"
+        if right_dtype and dy.shape == shape:
+            return
+        raise (LayerValueError if right_dtype else LayerTypeError)(
+            self, f"grad_output: expected shape {shape} and {expected} (the last forward's output), got {describe(dy)}")
 
     # -- parameters
     def named_parameters(self, prefix=""):
@@ -150,6 +178,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Clear every parameter's gradient: ``None`` (torch's default) or zeros."""
+        set_to_none = validate.flag((self, "zero_grad"), "set_to_none", set_to_none)
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
@@ -165,9 +194,7 @@ class Module:
 
     def to(self, dtype):
         """Cast every parameter and buffer to ``dtype`` in place; returns self (torch's ``.to``)."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"to: expected a floating dtype, got {dtype}")
+        dtype = validate.float_dtype(f"{type(self).__name__}.to", "dtype", dtype)
         for _, m in self.named_modules():
             object.__setattr__(m, "_dtype", dtype)
             for p in m._parameters.values():
@@ -187,8 +214,9 @@ class Module:
 
     # -- modes
     def train(self, mode=True):
+        mode = validate.flag(f"{type(self).__name__}.train", "mode", mode)
         for _, m in self.named_modules():
-            object.__setattr__(m, "training", bool(mode))
+            object.__setattr__(m, "training", mode)
         return self
 
     def eval(self):
@@ -213,6 +241,7 @@ class Module:
         Checked first, all of it: with ``strict`` the names must be exactly this module's; each
         array's shape and dtype must match. On any error nothing is changed.
         """
+        strict = validate.flag(f"{type(self).__name__}.load_state_dict", "strict", strict)
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {describe(state_dict)}")
         targets = OrderedDict((n, ("param", p)) for n, p in self.named_parameters())

@@ -1,9 +1,10 @@
 """The seed notebook's network and its one-step training function, on handbp's modules."""
 import numpy as np
 
+from . import validate
 from .activations import Sigmoid
-from .errors import describe
-from .layers import Linear
+from .errors import ArgumentTypeError, describe
+from .layers import Linear, init_rng
 from .module import Module, Sequential
 
 
@@ -24,22 +25,23 @@ class DNN(Sequential):
             from ``rng`` or numpy's global state, so ``np.random.seed(s)`` gives the notebook's
             numbers; ``"torch"``: torch's default U(±1/√fan_in).
         std: the notebook init's standard deviation (0.01).
-        rng: ``np.random.Generator`` to draw from instead of numpy's global state.
+        rng: ``np.random.Generator`` (or a seed) to draw from instead of numpy's global state.
         dtype: float64 (default) or float32.
     """
 
     def __init__(self, hidden_depth, num_neuron, input, output, activation=Sigmoid, *,
                  init="notebook", std=0.01, rng=None, dtype=np.float64):
-        for name, v, low in (("hidden_depth", hidden_depth, 0), ("num_neuron", num_neuron, 1),
-                             ("input", input, 1), ("output", output, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"DNN: {name}: expected an integer ≥ {low}, got {v!r}")
-        bad_activation = TypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, "
-                                   f"got {describe(activation)}")
+        hidden_depth = validate.integer("DNN", "hidden_depth", hidden_depth, low=0)
+        num_neuron, input, output = (validate.integer("DNN", name, v, low=1) for name, v in (
+            ("num_neuron", num_neuron), ("input", input), ("output", output)))
+        bad_activation = ArgumentTypeError(f"DNN: activation: expected a Module class such as hb.Sigmoid, "
+                                           f"got {describe(activation)}")
         if not callable(activation) or isinstance(activation, Module):   # an instance is callable too
             raise bad_activation
-        if init not in ("notebook", "torch"):
-            raise ValueError(f"DNN: init: expected 'notebook' or 'torch', got {init!r}")
+        init = validate.choice("DNN", "init", init, ("notebook", "torch"))
+        std = validate.number("DNN", "std", std, low=0)
+        dtype = validate.float_dtype("DNN", "dtype", dtype)
+        rng = init_rng("DNN", rng)           # a seed becomes one Generator for every layer
         try:
             probe = activation()
         except TypeError as e:                # np.tanh, or a class that needs arguments
@@ -52,8 +54,8 @@ class DNN(Sequential):
         for i, o in zip(sizes[:-1], sizes[1:]):
             layers += [Linear(i, o, **kw), activation()]
         super().__init__(*layers)
-        self.config = dict(hidden_depth=int(hidden_depth), num_neuron=int(num_neuron), input=int(input),
-                           output=int(output), activation=type(probe).__name__)
+        self.config = dict(hidden_depth=hidden_depth, num_neuron=num_neuron, input=input, output=output,
+                           activation=type(probe).__name__)
         if probe.config_args():       # a factory such as lambda: hb.LeakyReLU(0.2): its arguments too
             self.config["activation_args"] = probe.config_args()
 
@@ -89,9 +91,7 @@ def gradient_descent(network, x, y, loss_obj, alpha=0.01):
     (the notebook wrote ``l0.dw`` but updated with ``layer.dW``, which stayed zero, so its weights
     never moved). Returns the loss before the update, as a float.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not np.isfinite(alpha) \
-            or alpha < 0:
-        raise ValueError(f"gradient_descent: alpha: expected a finite learning rate ≥ 0, got {alpha!r}")
+    alpha = validate.number("gradient_descent", "alpha", alpha, low=0)
     if not isinstance(network, Module):
         raise TypeError(f"gradient_descent: network: expected a handbp Module, got {describe(network)}")
     loss = loss_obj(network(x), y)    # forward first: bad x or y raise before anything changes

@@ -19,33 +19,11 @@ three reductions and no n × n Jacobian: the gradient minus its mean (μ moves w
 its projection on x̂ (σ does). When the statistics are constants (BatchNorm in eval mode, using
 its running estimates), only the diagonal term is left: dx = ĝ / σ.
 """
-import numbers
-
 import numpy as np
 
-from .errors import LayerValueError
+from . import validate
+from .errors import ArgumentTypeError, LayerValueError
 from .module import Module, Parameter
-
-
-def _check_float(owner, key, v, low, low_open=False, high=None):
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-    ok = ok and (v > low if low_open else v >= low) and (high is None or v <= high)
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        bound = bound if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{owner}: {key}: expected a number {bound}, got {v!r}")
-
-
-def _check_flag(owner, key, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {key}: expected True or False, got {v!r}")
-
-
-def _float_dtype(owner, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"{owner}: dtype: expected a floating dtype, got {dtype}")
-    return dtype
 
 
 def normalized_backward(g_hat, xhat, inv_std, axes):
@@ -88,17 +66,16 @@ class BatchNorm1d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
                  bias=True, dtype=np.float64):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features <= 0:
-            raise ValueError(f"BatchNorm1d: num_features: expected a positive integer, got {num_features!r}")
-        _check_float("BatchNorm1d", "eps", eps, 0, low_open=True)
-        if momentum is not None:
-            _check_float("BatchNorm1d", "momentum", momentum, 0, high=1)
-        for key, v in (("affine", affine), ("track_running_stats", track_running_stats), ("bias", bias)):
-            _check_flag("BatchNorm1d", key, v)
-        dtype = _float_dtype("BatchNorm1d", dtype)
+        owner = "BatchNorm1d"
+        num_features = validate.integer(owner, "num_features", num_features, low=1)
+        eps = validate.number(owner, "eps", eps, low=0, low_open=True)
+        momentum = validate.optional(validate.number, owner, "momentum", momentum, low=0, high=1)
+        affine, track_running_stats, bias = (validate.flag(owner, key, v) for key, v in (
+            ("affine", affine), ("track_running_stats", track_running_stats), ("bias", bias)))
+        dtype = validate.float_dtype(owner, "dtype", dtype)
         object.__setattr__(self, "_dtype", dtype)
-        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
-        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype)) if affine and bias else None
         if track_running_stats:
@@ -156,7 +133,7 @@ class BatchNorm1d(Module):
         """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and L),  ĝ = dy γ,
         dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ with batch statistics, dx = ĝ / σ with running ones."""
         xhat = self.last_xhat
-        self._need_cache(xhat, dy, None if xhat is None else xhat.shape)
+        self._need_cache(xhat, dy)
         axes = (0,) if xhat.ndim == 2 else (0, 2)
         if self.weight is not None:
             self.weight.accumulate((dy * xhat).sum(axis=axes))
@@ -207,21 +184,21 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype=np.float64):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
-        try:
-            shape = tuple(shape)
-        except TypeError:
-            shape = None
-        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0 for d in shape):
-            raise ValueError(f"LayerNorm: normalized_shape: expected a positive integer or a non-empty tuple of "
-                             f"them, got {normalized_shape!r}")
-        _check_float("LayerNorm", "eps", eps, 0)
-        _check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
-        _check_flag("LayerNorm", "bias", bias)
-        dtype = _float_dtype("LayerNorm", dtype)
+        owner = "LayerNorm"
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else normalized_shape
+        integers = isinstance(shape, (tuple, list)) and all(validate.is_number(d) and isinstance(d, (int, np.integer))
+                                                            for d in shape)
+        if not integers or not shape or min(shape) < 1:
+            validate.fail(owner, "normalized_shape", "a positive integer or a non-empty tuple of them",
+                          normalized_shape, ValueError if integers else ArgumentTypeError)
+        shape = tuple(int(d) for d in shape)
+        eps = validate.number(owner, "eps", eps, low=0)
+        elementwise_affine = validate.flag(owner, "elementwise_affine", elementwise_affine)
+        bias = validate.flag(owner, "bias", bias)
+        dtype = validate.float_dtype(owner, "dtype", dtype)
         object.__setattr__(self, "_dtype", dtype)
-        self.normalized_shape, self.eps = tuple(int(d) for d in shape), eps
-        self.elementwise_affine = bool(elementwise_affine)
+        self.normalized_shape, self.eps = shape, eps
+        self.elementwise_affine = elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine and bias else None
         self.last_xhat = None          # x̂, for dx and dW
@@ -249,7 +226,7 @@ class LayerNorm(Module):
         """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over the leading axes),  ĝ = dy γ,
         dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, means over the normalized axes."""
         xhat = self.last_xhat
-        self._need_cache(xhat, dy, None if xhat is None else xhat.shape)
+        self._need_cache(xhat, dy)
         k = len(self.normalized_shape)
         lead, axes = tuple(range(xhat.ndim - k)), tuple(range(xhat.ndim - k, xhat.ndim))
         if self.weight is not None:
@@ -266,7 +243,7 @@ class LayerNorm(Module):
     @classmethod
     def state_shapes(cls, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         """weight and bias of shape normalized_shape with elementwise_affine; see ``Module.state_shapes``."""
-        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         if elementwise_affine:
             yield "weight", shape
             if bias:

@@ -33,6 +33,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import validate
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .dropout import Dropout
 from .errors import as_float_array, check_finite, describe
@@ -53,10 +54,7 @@ MAX_BLOCK_ELEMENTS = 1 << 20  # ...and never more than this
 
 # -- checks ----------------------------------------------------------------------------------------
 def _check_eps(eps, owner):
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(eps) or eps <= 0:
-        raise ValueError(f"{owner}: eps: expected a finite step > 0, got {describe(eps)}")
-    return float(eps)
+    return float(validate.number(owner, "eps", eps, low=0, low_open=True))
 
 
 def _warn_small_eps(eps, dtype, owner):
@@ -415,8 +413,7 @@ def numerical_gradient(model, loss, x, y, eps=1e-6, method="fast"):
 def _gradient(model, loss, x, y, eps, method, owner):
     """numerical_gradient's work: returns (grads, L(θ))."""
     eps = _check_eps(eps, owner)
-    if method not in METHODS:
-        raise ValueError(f"{owner}: method: expected one of {METHODS}, got {method!r}")
+    validate.choice(owner, "method", method, METHODS)
     named = _check_model_and_loss(model, loss, owner)
     x = check_finite(as_float_array(x, "x", model.dtype), "x")
     _warn_small_eps(eps, model.dtype, owner)
@@ -535,12 +532,9 @@ def gradcheck(model, loss, x, y, *, eps=1e-6, atol=None, rtol=1e-5, raise_except
     """
     owner = "gradcheck"
     eps = _check_eps(eps, owner)
-    for key, v in (("atol", atol), ("rtol", rtol)):
-        if v is None and key == "atol":
-            continue
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(v) or v < 0:
-            raise ValueError(f"{owner}: {key}: expected a finite number ≥ 0, got {describe(v)}")
+    atol = validate.optional(validate.number, owner, "atol", atol, low=0)
+    rtol = validate.number(owner, "rtol", rtol, low=0)
+    raise_exception = validate.flag(owner, "raise_exception", raise_exception)
     named = _check_model_and_loss(model, loss, owner)
     dtype = model.dtype
     if dtype != np.float64:
@@ -619,9 +613,7 @@ def _unique(model, grads):
 def numerical_gradient_descent(network, x, y, loss_obj, alpha=0.01, *, eps=1e-6, method="fast"):
     """The notebook's ``gradient_descent`` with the gradient from finite differences (its title):
     ``p ← p − alpha · ∂L/∂p`` for every parameter. Returns the loss before the update."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not np.isfinite(alpha) \
-            or alpha < 0:
-        raise ValueError(f"numerical_gradient_descent: alpha: expected a finite learning rate ≥ 0, got {alpha!r}")
+    alpha = validate.number("numerical_gradient_descent", "alpha", alpha, low=0)
     grads, value = _gradient(network, loss_obj, x, y, eps, method, "numerical_gradient_descent")
     for p, g in _unique(network, grads):
         p.data -= alpha * g.astype(p.dtype)

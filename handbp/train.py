@@ -3,7 +3,8 @@ import sys
 
 import numpy as np
 
-from .errors import as_float_array, check_finite, describe
+from . import validate
+from .errors import ArgumentTypeError, as_float_array, check_finite, describe
 from .inspect import Recorder, leaves
 from .module import Module
 
@@ -64,16 +65,19 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
     """
     if not isinstance(model, Module):
         raise TypeError(f"fit: model: expected a handbp Module, got {describe(model)}")
-    for name, v, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValueError(f"fit: {name}: expected an integer ≥ {low}, got {v!r}")
+    epochs = validate.integer("fit", "epochs", epochs, low=1)
+    batch_size = validate.integer("fit", "batch_size", batch_size, low=1)
+    shuffle = validate.flag("fit", "shuffle", shuffle)
+    progress = validate.optional(validate.flag, "fit", "progress", progress)
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(f"fit: callback: expected a callable or None, got {describe(callback)}")
+    rng = validate.generator("fit", "rng", 0 if rng is None else rng)
     x = check_finite(as_float_array(x, "x", model.dtype), "x")
     y = np.asarray(y)
     if x.ndim < 1 or len(x) == 0:
         raise ValueError(f"fit: x: expected at least one sample, got shape {x.shape}")
     if y.ndim < 1 or len(y) != len(x):
         raise ValueError(f"fit: y: expected {len(x)} targets (x has {len(x)} samples), got shape {y.shape}")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
     if progress is None:
         progress = sys.stderr.isatty()
     bar = None

@@ -322,7 +322,7 @@ def test_bad_eps_is_refused(eps, rng):
     before = model.state_dict()
     for call in (lambda: numerical_gradient(model, hb.MSELoss(), x, y, eps=eps),
                  lambda: gradcheck(model, hb.MSELoss(), x, y, eps=eps)):
-        with pytest.raises(ValueError, match="eps: expected a finite step > 0"):
+        with pytest.raises(ValueError, match=r"^(numerical_gradient|gradcheck): eps: expected a finite number > 0, got "):
             call()
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -344,14 +344,14 @@ def test_models_and_losses_it_cannot_perturb(case, rng):
     elif case == "loss returns an array":
         loss, error, match = (lambda p, t: (p - t) ** 2), TypeError, "to return a number"
     elif case == "unknown method":
-        call, match = (lambda: numerical_gradient(model, loss, x, y, method="forward")), "method: expected one of"
+        call, match = (lambda: numerical_gradient(model, loss, x, y, method="forward")), "numerical_gradient: method: expected 'fast' or 'loop', got 'forward'"
     elif case == "dropout in training":
         model.append(hb.Dropout(0.5))
         match = r"layer '3' \(Dropout\(p=0.5\)\) draws a new random mask.*model.eval\(\)"
     elif case == "x of the wrong dtype":
         x, error, match = x.astype(np.float32), TypeError, "x: expected dtype float64"
     elif case == "negative atol":
-        call, match = (lambda: gradcheck(model, loss, x, y, atol=-1.0)), "atol: expected a finite number ≥ 0"
+        call, match = (lambda: gradcheck(model, loss, x, y, atol=-1.0)), "gradcheck: atol: expected a finite number >= 0, got -1.0"
     elif case == "non-finite loss":
         loss, match = (lambda p, t: float("inf")), "the loss at θ is inf"
     with pytest.raises(error, match=match):
@@ -410,7 +410,7 @@ def test_numerical_gradient_descent_is_the_notebooks_function(rng):
     lb = [numerical_gradient_descent(b, x, y, hb.MeanSquaredError(), alpha=0.5) for _ in range(10)]
     assert lb[-1] < lb[0]
     np.testing.assert_allclose(lb, la, rtol=1e-9, atol=0)
-    with pytest.raises(ValueError, match="alpha: expected a finite learning rate"):
+    with pytest.raises(ValueError, match="numerical_gradient_descent: alpha: expected a finite number >= 0, got -1"):
         numerical_gradient_descent(b, x, y, hb.MeanSquaredError(), alpha=-1)
     with pytest.raises(TypeError, match="optimizer: expected a handbp optimizer"):
         numerical_step(b, hb.MeanSquaredError(), None, x, y)

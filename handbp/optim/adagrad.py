@@ -1,7 +1,7 @@
 """Adagrad with torch's exact update order (lr decay, weight decay, initial accumulator, maximize)."""
 import numpy as np
 
-from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
+from .optimizer import Optimizer, add_product, add_quotient, add_scaled
 
 
 class Adagrad(Optimizer):
@@ -50,26 +50,15 @@ class Adagrad(Optimizer):
 
     def _check_hyperparameters(self, g):
         for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            check_number("Adagrad", key, g[key])
-        if not 0.0 <= g["lr"]:
-            raise ValueError(f"Invalid learning rate: {g['lr']} (lr: expected >= 0)")
-        if not 0.0 <= g["lr_decay"]:
-            raise ValueError(f"Invalid lr_decay value: {g['lr_decay']} (lr_decay: expected >= 0)")
-        if not 0.0 <= g["weight_decay"]:
-            raise ValueError(f"Invalid weight_decay value: {g['weight_decay']} (weight_decay: expected >= 0)")
-        if not 0.0 <= g["initial_accumulator_value"]:
-            raise ValueError(f"Invalid initial_accumulator_value value: {g['initial_accumulator_value']} "
-                             "(initial_accumulator_value: expected >= 0)")
-        if not 0.0 <= g["eps"]:
-            raise ValueError(f"Invalid epsilon value: {g['eps']} (eps: expected >= 0)")
-        check_flag("Adagrad", "maximize", g["maximize"])
+            self._number(g, key, low=0)
+        self._flag(g, "maximize")
 
     def _required_state_keys(self, group):
         return frozenset({"step", "sum"})
 
     def step(self):
         """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
-        check_grads(self.param_groups)
+        self._check_grads()
         for group in self.param_groups:
             lr, lr_decay, eps, wd = group["lr"], group["lr_decay"], group["eps"], group["weight_decay"]
             for p in group["params"]:

@@ -1,7 +1,9 @@
 """Adam, with torch's exact update order (coupled or decoupled weight decay, AMSGrad, maximize)."""
 import numpy as np
 
-from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
+from .. import validate
+from ..errors import ArgumentTypeError
+from .optimizer import FLOAT32, Optimizer, add_product, add_quotient, add_scaled
 
 
 def lerp_(start, end, weight):
@@ -17,34 +19,11 @@ def lerp_(start, end, weight):
     diff = end - start
     if abs(weight) < 0.5:
         return add_scaled(start, diff, weight, out=start)
-    if start.dtype == np.float32:    # (1 − weight) is formed in float32 first, as torch does
+    if start.dtype == FLOAT32:    # (1 − weight) is formed in float32 first, as torch does
         start[...] = end.astype(np.float64) - diff * np.float64(np.float32(1) - np.float32(weight))
     else:
         start[...] = end - diff * (1 - weight)
     return start
-
-
-def check_adam_hyperparameters(owner, g):
-    """torch's checks for Adam and AdamW (its messages, plus the argument's expected range)."""
-    for key in ("lr", "eps", "weight_decay"):
-        check_number(owner, key, g[key])
-    betas = g["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"{owner}: betas: expected a pair (beta1, beta2), got {betas!r}")
-    for i, b in enumerate(betas):
-        check_number(owner, f"betas[{i}]", b)
-    if not 0.0 <= g["lr"]:
-        raise ValueError(f"Invalid learning rate: {g['lr']} (lr: expected >= 0)")
-    if not 0.0 <= g["eps"]:
-        raise ValueError(f"Invalid epsilon value: {g['eps']} (eps: expected >= 0)")
-    for i, b in enumerate(betas):
-        if not 0.0 <= b < 1.0:
-            raise ValueError(f"Invalid beta parameter at index {i}: {b} (betas[{i}]: expected in [0, 1))")
-    if not 0.0 <= g["weight_decay"]:
-        raise ValueError(f"Invalid weight_decay value: {g['weight_decay']} (weight_decay: expected >= 0)")
-    for key in ("amsgrad", "maximize", "decoupled_weight_decay"):
-        check_flag(owner, key, g[key])
-    g["betas"] = tuple(betas)
 
 
 class Adam(Optimizer):
@@ -87,7 +66,17 @@ class Adam(Optimizer):
         self.defaults["betas"] = tuple(self.defaults["betas"])
 
     def _check_hyperparameters(self, g):
-        check_adam_hyperparameters(type(self).__name__, g)
+        owner = type(self).__name__
+        for key in ("lr", "eps", "weight_decay"):
+            self._number(g, key, low=0)
+        betas = g["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            validate.fail(owner, "betas", "a pair (beta1, beta2)", betas,
+                          ValueError if isinstance(betas, (tuple, list)) else ArgumentTypeError)
+        g["betas"] = tuple(validate.number(owner, f"betas[{i}]", b, low=0, high=1, high_open=True,
+                                           prefix=f"Invalid beta parameter at index {i}") for i, b in enumerate(betas))
+        for key in ("amsgrad", "maximize", "decoupled_weight_decay"):
+            self._flag(g, key)
 
     def _required_state_keys(self, group):
         keys = {"step", "exp_avg", "exp_avg_sq"}
@@ -95,7 +84,7 @@ class Adam(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
-        check_grads(self.param_groups)
+        self._check_grads()
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:

@@ -8,8 +8,9 @@ torch's are, so a learning rate changed by hand between steps carries on from th
 """
 import math
 
-from ..errors import describe
-from .optimizer import Optimizer, check_number
+from .. import validate
+from ..errors import ArgumentTypeError, describe
+from .optimizer import Optimizer
 
 
 class LRScheduler:
@@ -21,9 +22,8 @@ class LRScheduler:
     def __init__(self, optimizer, last_epoch=-1):
         name = type(self).__name__
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{name}: optimizer: expected a handbp optimizer, got {describe(optimizer)}")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, int) or last_epoch < -1:
-            raise ValueError(f"{name}: last_epoch: expected an integer >= -1, got {last_epoch!r}")
+            raise ArgumentTypeError(f"{name}: optimizer: expected a handbp optimizer, got {describe(optimizer)}")
+        last_epoch = validate.integer(name, "last_epoch", last_epoch, low=-1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -80,10 +80,6 @@ class LRScheduler:
         for key, value in state_dict.items():
             setattr(self, key, list(value) if isinstance(value, list) else value)
 
-    def _check_positive_int(self, key, v):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{type(self).__name__}: {key}: expected a positive integer, got {v!r}")
-
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyperparameters)
         return f"{type(self).__name__}({args}, last_epoch={self.last_epoch})"
@@ -104,9 +100,8 @@ class StepLR(LRScheduler):
     _hyperparameters = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self._check_positive_int("step_size", step_size)
-        check_number("StepLR", "gamma", gamma)
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size = validate.integer("StepLR", "step_size", step_size, low=1)
+        self.gamma = validate.number("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -129,8 +124,7 @@ class ExponentialLR(LRScheduler):
     _hyperparameters = ("gamma",)
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        check_number("ExponentialLR", "gamma", gamma)
-        self.gamma = gamma
+        self.gamma = validate.number("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -160,9 +154,8 @@ class CosineAnnealingLR(LRScheduler):
     _hyperparameters = ("T_max", "eta_min")
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self._check_positive_int("T_max", T_max)
-        check_number("CosineAnnealingLR", "eta_min", eta_min)
-        self.T_max, self.eta_min = T_max, eta_min
+        self.T_max = validate.integer("CosineAnnealingLR", "T_max", T_max, low=1)
+        self.eta_min = validate.number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):

@@ -3,32 +3,23 @@ import copy
 
 import numpy as np
 
-from ..errors import describe
+from .. import validate
+from ..errors import ArgumentTypeError, describe
 from ..module import Parameter
 
-
-def is_number(v):
-    """True for a real number (int, float or a NumPy scalar), False for bools and everything else."""
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def check_number(owner, key, v):
-    """Raise ValueError unless ``v`` is a finite real number; ``owner`` and ``key`` name it."""
-    if not is_number(v) or not np.isfinite(v):
-        raise ValueError(f"{owner}: {key}: expected a finite number, got {describe(v)}")
-
-
-def check_flag(owner, key, v):
-    """Raise TypeError unless ``v`` is a bool."""
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {key}: expected True or False, got {describe(v)}")
+# torch's own words for a bad hyperparameter, which users know: they lead our message
+TORCH_WORDING = {"lr": "Invalid learning rate", "eps": "Invalid epsilon value", "momentum": "Invalid momentum value",
+                 "weight_decay": "Invalid weight_decay value", "alpha": "Invalid alpha value",
+                 "lr_decay": "Invalid lr_decay value",
+                 "initial_accumulator_value": "Invalid initial_accumulator_value value"}
+FLOAT32 = np.dtype(np.float32)     # (comparing with np.float32, a type, converts it on every call)
 
 
 def _fused_add(a, x, y, out):
     """``a + x · y`` with one rounding, as torch's fused CPU kernels compute it. In float32 that is
     exact in float64 arithmetic (a product of two float32 numbers fits), so it is formed there and
     rounded once; in float64 the plain expression is used (NumPy has no fused multiply-add)."""
-    if a.dtype != np.float32:
+    if a.dtype != FLOAT32:
         return np.add(a, x * y, out=out)
     result = a.astype(np.float64) + np.asarray(x, np.float32).astype(np.float64) * y
     if out is None:
@@ -69,21 +60,6 @@ def plain(v):
     return v
 
 
-def check_grads(param_groups):
-    """Check every gradient before any parameter moves, so a bad one changes nothing."""
-    for group in param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                check_grad(p)
-
-
-def check_grad(p):
-    """Raise if a parameter's gradient does not have the parameter's shape (a wrong backward)."""
-    if p.grad.shape != p.data.shape:
-        raise ValueError(f"optimizer step: a parameter of shape {p.data.shape} has a gradient of shape "
-                         f"{p.grad.shape}; the backward that produced it is wrong")
-
-
 class Optimizer:
     """Holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and ``state``
     (a dict Parameter → dict of arrays), exactly as ``torch.optim.Optimizer`` does.
@@ -120,17 +96,47 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError(f"{type(self).__name__}: some parameters appear in more than one group")
-        full = {k: plain(v) for k, v in self.defaults.items()}
-        full.update({k: plain(v) for k, v in group.items() if k != "params"})
+        full = dict(self.defaults)
+        full.update((k, v) for k, v in group.items() if k != "params")
         self._check_hyperparameters(full)
+        full = {k: plain(v) for k, v in full.items()}
         full["params"] = params
         self.param_groups.append(full)
 
     def _check_hyperparameters(self, group):
-        """Raise ValueError for invalid values, with torch's messages. Subclasses extend."""
+        """Check a group's hyperparameters (with ``_number`` and ``_flag``), storing them back as
+        plain Python values. Subclasses write it."""
+
+    def _number(self, group, key, **bounds):
+        """``group[key]`` checked by ``validate.number`` (torch's words in front where torch has
+        some), stored back as a Python number."""
+        group[key] = validate.number(self, key, group[key], prefix=TORCH_WORDING.get(key), **bounds)
+
+    def _flag(self, group, key):
+        group[key] = validate.flag(self, key, group[key])
+
+    def _check_grads(self):
+        """Check every gradient before any parameter or state changes, so that a bad one changes
+        nothing: a gradient, where there is one, must be an array of its parameter's dtype and
+        shape (NaN and Inf are fine, as in torch; ``fit`` stops on them)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is not None and not (isinstance(g, np.ndarray) and g.dtype == p.data.dtype
+                                          and g.shape == p.data.shape):
+                    self._bad_grad(p)
+
+    def _bad_grad(self, p):
+        index = [q for group in self.param_groups for q in group["params"]].index(p)
+        g = p.grad
+        error = ValueError if isinstance(g, np.ndarray) and g.dtype == p.data.dtype else ArgumentTypeError
+        raise error(f"{type(self).__name__}.step: grad of parameter {index}: expected an array of dtype "
+                    f"{p.data.dtype} and shape {p.data.shape} (the parameter's), got {describe(g)}; "
+                    "nothing was updated")
 
     def zero_grad(self, set_to_none=True):
         """Clear the gradients of every parameter this optimizer updates."""
+        set_to_none = validate.flag((self, "zero_grad"), "set_to_none", set_to_none)
         for g in self.param_groups:
             for p in g["params"]:
                 if set_to_none or p.grad is None:
@@ -172,11 +178,12 @@ class Optimizer:
             if len(s["params"]) != len(g["params"]):
                 raise ValueError(f"{name}.load_state_dict: param group {k}: expected {len(g['params'])} parameters, "
                                  f"got {len(s['params'])}")
-            merged = {key: plain(copy.deepcopy(v)) for key, v in s.items() if key != "params"}
+            merged = {key: copy.deepcopy(v) for key, v in s.items() if key != "params"}
             missing = set(self.defaults) - set(merged)
             if missing:
                 raise ValueError(f"{name}.load_state_dict: param group {k} lacks {sorted(missing)}")
             self._check_hyperparameters(merged)
+            merged = {key: plain(v) for key, v in merged.items()}
             merged["params"] = g["params"]
             new_groups.append(merged)
             by_index.update((idx, (p, merged)) for idx, p in zip(s["params"], g["params"]))
@@ -218,7 +225,7 @@ class Optimizer:
             elif key == "step":
                 if isinstance(value, np.ndarray) and value.ndim == 0:
                     value = value.item()           # a scalar saved as a 0-d array
-                if not is_number(value) or not np.isfinite(value) or value < 0 or value != int(value):
+                if not validate.is_number(value) or not np.isfinite(value) or value < 0 or value != int(value):
                     raise ValueError(f"{name}.load_state_dict: parameter {idx}: 'step': expected a whole "
                                      f"number >= 0, got {describe(value)}")
                 value = float(value)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .adam import lerp_
-from .optimizer import Optimizer, add_product, add_quotient, add_scaled, check_flag, check_grads, check_number
+from .optimizer import Optimizer, add_product, add_quotient, add_scaled
 
 
 class RMSprop(Optimizer):
@@ -44,20 +44,10 @@ class RMSprop(Optimizer):
                                       weight_decay=weight_decay, maximize=maximize))
 
     def _check_hyperparameters(self, g):
-        for key in ("lr", "alpha", "eps", "weight_decay", "momentum"):
-            check_number("RMSprop", key, g[key])
-        if not 0.0 <= g["lr"]:
-            raise ValueError(f"Invalid learning rate: {g['lr']} (lr: expected >= 0)")
-        if not 0.0 <= g["eps"]:
-            raise ValueError(f"Invalid epsilon value: {g['eps']} (eps: expected >= 0)")
-        if not 0.0 <= g["momentum"]:
-            raise ValueError(f"Invalid momentum value: {g['momentum']} (momentum: expected >= 0)")
-        if not 0.0 <= g["weight_decay"]:
-            raise ValueError(f"Invalid weight_decay value: {g['weight_decay']} (weight_decay: expected >= 0)")
-        if not 0.0 <= g["alpha"]:
-            raise ValueError(f"Invalid alpha value: {g['alpha']} (alpha: expected >= 0)")
+        for key in ("lr", "eps", "momentum", "weight_decay", "alpha"):
+            self._number(g, key, low=0)
         for key in ("centered", "maximize"):
-            check_flag("RMSprop", key, g[key])
+            self._flag(g, key)
 
     def _required_state_keys(self, group):
         keys = {"step", "square_avg"}
@@ -69,7 +59,7 @@ class RMSprop(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient (parameters with ``grad`` None are skipped)."""
-        check_grads(self.param_groups)
+        self._check_grads()
         for group in self.param_groups:
             lr, alpha, eps, wd, mu = (group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum"))
             for p in group["params"]:

@@ -1,7 +1,5 @@
 """Stochastic gradient descent with torch's exact semantics."""
-import numpy as np
-
-from .optimizer import Optimizer, add_scaled, check_grads
+from .optimizer import Optimizer, add_scaled
 
 
 class SGD(Optimizer):
@@ -34,23 +32,20 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
 
     def _check_hyperparameters(self, g):
-        for key in ("lr", "momentum", "dampening", "weight_decay"):
-            v = g[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
-                raise ValueError(f"SGD: {key}: expected a finite number, got {v!r}")
-        if g["lr"] < 0:
-            raise ValueError(f"Invalid learning rate: {g['lr']}")
-        if g["momentum"] < 0:
-            raise ValueError(f"Invalid momentum value: {g['momentum']}")
-        if g["weight_decay"] < 0:
-            raise ValueError(f"Invalid weight_decay value: {g['weight_decay']}")
+        for key in ("lr", "momentum", "weight_decay"):
+            self._number(g, key, low=0)
+        self._number(g, "dampening")
+        for key in ("nesterov", "maximize"):
+            self._flag(g, key)
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening (SGD: nesterov: expected "
+                             f"momentum > 0 and dampening = 0, got momentum={g['momentum']} and "
+                             f"dampening={g['dampening']})")
 
     def step(self):
         """Update every parameter that has a gradient (parameters with ``grad`` None are skipped).
-        Every gradient's shape is checked first, so a wrong one leaves all parameters unchanged."""
-        check_grads(self.param_groups)
+        Every gradient is checked first, so a wrong one leaves all parameters and state unchanged."""
+        self._check_grads()
         for group in self.param_groups:
             lr, mu, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
             for p in group["params"]:
