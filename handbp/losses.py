@@ -494,8 +494,8 @@ class MultiMarginLoss(_ClassLoss):
         """dℓ/dx[i] = w[y] · p·zᵢᵖ⁻¹ / C where zᵢ > 0 (i ≠ y), dℓ/dx[y] = −Σᵢ of those; times dL/dℓ."""
         up = self._upstream(dy)
         z = self.last_z
-        slope = (z > 0) * (1.0 if self.p == 1 else 2 * z) * (self.last_w * up / z.shape[-1])[..., None]
-        g = slope - self.last_onehot * slope.sum(axis=-1, keepdims=True)
+        slope = (z > 0) * (1.0 if self.p == 1 else 2 * z)
+        g = (slope - self.last_onehot * slope.sum(axis=-1, keepdims=True)) * (self.last_w * up / z.shape[-1])[..., None]
         return g.astype(self.last_dtype, copy=False)
 
     def extra_repr(self):

@@ -16,10 +16,34 @@ LAYERS = {
     "LayerNorm": lambda: hb.LayerNorm(3), "LayerNorm-plain": lambda: hb.LayerNorm(3, elementwise_affine=False),
     "Dropout": lambda: hb.Dropout(0.5, rng=np.random.default_rng(0)),
     "Dropout-eval": lambda: hb.Dropout(0.5, rng=np.random.default_rng(0)).eval(),
+    # convolutional layers, each keeping the shape of its input (IMAGE or, as noted, SHAPE)
+    "Conv1d": lambda: hb.Conv1d(4, 4, 3, padding=1, rng=np.random.default_rng(0)),       # (C, L) = SHAPE
+    "Conv2d": lambda: hb.Conv2d(3, 3, 3, padding="same", groups=3, rng=np.random.default_rng(0)),
+    "MaxPool1d": lambda: hb.MaxPool1d(3, stride=1, padding=1),                              # (C, L) = SHAPE
+    "MaxPool2d": lambda: hb.MaxPool2d(3, stride=1, padding=1),
+    "AvgPool2d": lambda: hb.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    "AdaptiveAvgPool2d": lambda: hb.AdaptiveAvgPool2d(IMAGE[2:]),
+    "Flatten": hb.Flatten,                                                                  # SHAPE
+    "BatchNorm2d": lambda: hb.BatchNorm2d(3), "BatchNorm2d-eval": lambda: hb.BatchNorm2d(3).eval(),
+    "GroupNorm": lambda: hb.GroupNorm(3, 3),                                                # SHAPE
+    "Dropout2d": lambda: hb.Dropout2d(0.5, rng=np.random.default_rng(0)),
 }
 LOSSES = {"MeanSquaredError": hb.MeanSquaredError, "MSELoss": hb.MSELoss, "CrossEntropyLoss": hb.CrossEntropyLoss,
-          "BCEWithLogitsLoss": hb.BCEWithLogitsLoss}
+          "BCEWithLogitsLoss": hb.BCEWithLogitsLoss, "NLLLoss": hb.NLLLoss, "L1Loss": hb.L1Loss,
+          "HuberLoss": hb.HuberLoss, "SmoothL1Loss": hb.SmoothL1Loss, "MultiMarginLoss": hb.MultiMarginLoss}
 SHAPE = (4, 3)
+IMAGE = (2, 3, 4, 5)             # (N, C, H, W): the input of the layers that need an image
+CLASS_INDEX_LOSSES = (hb.CrossEntropyLoss, hb.NLLLoss, hb.MultiMarginLoss)
+
+
+def shape_of(layer):
+    """The input (and output) shape of the layer named ``layer`` in LAYERS."""
+    return IMAGE if type(LAYERS[layer]()).__name__.endswith("2d") else SHAPE
+
+
+def prefix_for(layer, rng):
+    """A module to put before ``layer`` in a Sequential: a Linear for SHAPE, an Identity for images."""
+    return hb.Linear(3, 3, rng=rng) if shape_of(layer) == SHAPE else hb.Identity()
 
 
 def public_classes(base):
@@ -30,7 +54,7 @@ def public_classes(base):
 
 def targets(loss, rng, dtype=np.float64):
     """A target for ``loss`` and predictions of shape (4, 3)."""
-    if isinstance(loss, hb.CrossEntropyLoss):
+    if isinstance(loss, CLASS_INDEX_LOSSES):
         return rng.integers(0, 3, 4)
     if isinstance(loss, hb.BCEWithLogitsLoss):
         return rng.uniform(0, 1, SHAPE).astype(dtype)
