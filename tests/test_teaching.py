@@ -59,7 +59,7 @@ def test_explain_command(capsys):
 def test_zoo_command_catches_every_bug(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
-    assert "15 of 15 bugs caught with the expected hint" in out
+    assert "20 of 20 bugs caught with the expected hint" in out
     assert "notebook-mse-without-1/n" in out and "hint [factor]" in out
 
 

@@ -14,7 +14,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..zoo import ZOO
+    from ..zoo import ZOO as MLP_ZOO
+    from ..zoo_conv import ZOO as CONV_ZOO
+    ZOO = MLP_ZOO + CONV_ZOO
     if args.list:
         for bug in ZOO:
             print(f"{bug.name:42s} {bug.summary}")
