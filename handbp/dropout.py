@@ -89,6 +89,12 @@ class Dropout2d(Dropout):
         self.last_mask, self.last_scale, self.last_dtype, self.last_shape = mask, scale, x.dtype, x.shape
         return x * (mask * x.dtype.type(scale)) if self.training else x
 
+    def row_wise(self, x):
+        """In eval (or with p = 0) the identity on each sample; in training every call draws new masks."""
+        if self.training and self.p > 0:
+            return "it draws a new random mask on every forward (training mode)"
+        return "its input is unbatched" if x.ndim == 3 else None
+
     def backward(self, dy):
         """dx = dy ⊙ mask / (1 − p), each channel's mask broadcast over its map; dx = dy in eval."""
         mask = self.last_mask

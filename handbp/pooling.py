@@ -72,7 +72,7 @@ class _Pool(Module):
         """A ``(N, C, Ho, Wo)`` result in the input's kind of shape."""
         return y4.reshape(x.shape[:-self.dims] + y4.shape[4 - self.dims:])
 
-    def row_wise(self, x):
+    def _samples_apart(self, x):
         """Each sample's windows are its own; an unbatched input has no batch axis to stack along."""
         return "its input is unbatched" if x.ndim == self.dims + 1 else None
 
@@ -117,6 +117,8 @@ class _MaxPoolNd(_Pool):
         y = self._reshaped(y, x)
         self.last_shapes, self.last_dtype = (x.shape, x4.shape, xp.shape, pads, y.shape), x.dtype
         return y
+
+    row_wise = _Pool._samples_apart
 
     def backward(self, dy):
         """dx[the max of window w] += dy[w]; the window's other elements get nothing (an element that
@@ -233,6 +235,8 @@ class AvgPool2d(_Pool):
         y = self._reshaped(total / divisor, x)
         self.last_divisor, self.last_shapes = divisor, (x.shape, x4.shape, xp.shape, y.shape, pads)
         return y
+
+    row_wise = _Pool._samples_apart
 
     def backward(self, dy):
         """dx[n, c, h·sh + i, w·sw + j] += dy[n, c, h, w] / divisor[h, w] for every tap (i, j) of
