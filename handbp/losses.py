@@ -445,7 +445,8 @@ class NLLLoss(_ClassLoss):
         """dL/dx = −w[y] · dL/dℓ at each target's class, 0 elsewhere."""
         up = self._upstream(dy)
         axis = 1 if self.last_onehot.ndim >= 2 else 0
-        g = np.where(self.last_onehot, np.expand_dims(-self.last_w * up, axis), 0.0)
+        with np.errstate(invalid="ignore"):         # every target ignored: 0 · (1/0), NaN as torch's
+            g = np.where(self.last_onehot, np.expand_dims(-self.last_w * up, axis), 0.0)
         return g.astype(self.last_dtype, copy=False)
 
     def extra_repr(self):
