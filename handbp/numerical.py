@@ -165,6 +165,8 @@ def _row_losses(loss, pred0, y):
                 per = -logp[:, t]
             return (per.sum(axis=1) if batched else per) * scale
         return cross_entropy
+    if callable(getattr(loss, "per_row", None)):      # a loss that writes its formula for a stack
+        return lambda P: loss.per_row(P, y)
     return lambda P: np.array([loss(p, y) for p in P], dtype=np.float64)
 
 
@@ -191,6 +193,11 @@ def _row_wise(m, x):
         if m.training or not m.track_running_stats:
             return "it normalizes with the batch's statistics (training mode)"
         return None
+    for cls in kind.__mro__:             # a class that says so itself, for the forward it writes
+        if "row_wise" in vars(cls):
+            return m.row_wise(x)
+        if "forward" in vars(cls):
+            break
     return f"handbp does not know whether {kind.__name__} treats the rows of a batch independently"
 
 
