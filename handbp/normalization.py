@@ -133,7 +133,7 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy):
-        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and L),  ĝ = dy γ,
+        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and the spatial axes),  ĝ = dy γ,
         dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ with batch statistics, dx = ĝ / σ with running ones."""
         xhat = self.last_xhat
         self._need_cache(xhat, dy)

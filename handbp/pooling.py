@@ -121,8 +121,8 @@ class _MaxPoolNd(_Pool):
     row_wise = _Pool._samples_apart
 
     def backward(self, dy):
-        """dx[the max of window w] += dy[w]; the window's other elements get nothing (an element that
-        is the max of several overlapping windows gets their sum). Shapes: dy as y, dx as x."""
+        """dx[argmax of window w] += dy[w], and the window's other elements get nothing.
+        An element that is the max of several overlapping windows gets their sum. Shapes: dy as y, dx as x."""
         shapes = self.last_shapes
         self._need_cache(self.last_index, dy, None if shapes is None else shapes[4], self.last_dtype)
         x_shape, (_, _, H, W), xp_shape, ((pt, _), (pl, _)), _ = shapes
@@ -239,8 +239,8 @@ class AvgPool2d(_Pool):
     row_wise = _Pool._samples_apart
 
     def backward(self, dy):
-        """dx[n, c, h·sh + i, w·sw + j] += dy[n, c, h, w] / divisor[h, w] for every tap (i, j) of
-        each window (then the padding is cut off). Shapes: dy as y, dx as x."""
+        """dx[n, c, h·sh + i, w·sw + j] += dy[n, c, h, w] / divisor[h, w], for every tap (i, j).
+        Every element of a window gets its share; then the padding is cut off. Shapes: dy as y, dx as x."""
         divisor, shapes = self.last_divisor, self.last_shapes
         self._need_cache(divisor, dy, None if shapes is None else shapes[3])
         x_shape, (N, C, H, W), xp_shape, y_shape, ((pt, _), (pl, _)) = shapes
