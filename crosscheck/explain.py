@@ -54,10 +54,10 @@ def _grad_fns(twin, paths, x, y):
 
 def note(check, context, ratio_tol, lang="en"):
     """The line explain shows under a ✗: the hint, what it means (``lang``), and the diagnosis."""
-    hint, text, _ = diagnose(check, context, ratio_tol)
+    hint, text, factor = diagnose(check, context, ratio_tol)
     if lang == "en" or not hint:
         return f"hint [{hint}]: {text}" if hint else text
-    return f"힌트 [{hint}]: {hint_text(hint, lang)} (진단: {text})"
+    return f"힌트 [{hint}]: {hint_text(hint, lang)}" + (f" (배수 {factor:.6g})" if factor is not None else "")
 
 
 def reference(model, loss, optimizer, x, y, *, lang="en"):
@@ -76,12 +76,15 @@ def reference(model, loss, optimizer, x, y, *, lang="en"):
     with rec, threads_taking_turns(torch):
         twins.sync(plan, optimizer)
         before = {n: p.data.copy() for n, p in plan.params}
+        # the gradients the model holds before this step's zero_grad: the previous step's, unless
+        # cleared (so that gradients piling up across steps are named, as lockstep names them)
+        previous = {n: p.grad.copy() for n, p in plan.params if p.grad is not None}
         side = Side.run(model, loss, optimizer, x, y, rec, plan)
         if side.reached == 0 and side.error is not None:
             raise side.error             # the forward or the loss refused the input: bad input
         tw, rf = twins.step(x, y, side)
         rows = gather(plan, side, tw, rf, twins, optimizer)
-        where = Where(plan, side, x, before, {})
+        where = Where(plan, side, x, before, previous)
         failing = judge(plan, rows, tol, 0, where)[2] if rows else []
         if failing and side.error is None:
             failing = recheck(failing, twins.judge, tol, where)

@@ -213,11 +213,14 @@ class Explanation:
         failed: the keys marked ✗, in the order they appear.
         all_match: True if there was a reference and nothing is ✗; False if anything is ✗;
             None without a reference and no ✗.
+        notes: dict key → the reference's note (a hint) on each ✗ that has one.
+        raised: dict phase (``"backward"``, ``"update"``) → the error it raised, as text.
         rows: per leaf module (last first), ``{"path", "type", "derivative", "grad_input", "grads"}``.
     """
 
-    def __init__(self, lines, verdicts, errors, rows, has_reference):
+    def __init__(self, lines, verdicts, errors, rows, has_reference, notes=None, raised=None):
         self.lines, self.verdicts, self.errors, self.rows = lines, verdicts, errors, rows
+        self.notes, self.raised = dict(notes or {}), dict(raised or {})
         self.failed = [k for k, ok in verdicts.items() if not ok]
         self.all_match = False if self.failed else (True if has_reference else None)
 
@@ -447,7 +450,9 @@ class _Writer:
         for line in self.t.lines:      # (every writer above keeps to the width; this is the guarantee)
             lines += wrap(line, self.t.width, len(line) - len(line.lstrip()), 4) if columns(line) > self.t.width \
                 else [line]
-        return Explanation(lines, self.verdicts, self.errors, self.rows, self.ref is not None)
+        notes = {k: self.ref.notes[k] for k, ok in self.verdicts.items() if not ok and self.ref and k in self.ref.notes}
+        raised = {} if self.s.error is None else {self.s.error[0]: f"{type(self.s.error[1]).__name__}: {self.s.error[1]}"}
+        return Explanation(lines, self.verdicts, self.errors, self.rows, self.ref is not None, notes, raised)
 
     def header(self):
         t, s = self.t, self.s
