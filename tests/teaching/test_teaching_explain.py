@@ -296,3 +296,18 @@ def test_zoo_command_catches_every_bug_and_speaks_korean(capsys):
 def test_zoo_command_rejects_unknown_bug(capsys):
     assert main(["zoo", "--bug", "no-such-bug"]) == 2
     assert "no-such-bug" in capsys.readouterr().err
+
+
+def test_handbps_teaching_code_imports_neither_crosscheck_nor_torch():
+    """One-way dependencies: explain, the zoo, the exercises and draw run with crosscheck and torch
+    impossible to import (the command line alone reaches for them)."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['crosscheck'] = None\n"
+            "import numpy as np, handbp as hb, handbp.zoo, handbp.exercises\n"
+            "from handbp.zoo import LinearGradIntoDw\n"
+            "model = hb.Sequential(LinearGradIntoDw(3, 2, rng=np.random.default_rng(0)))\n"
+            "e = hb.explain(model, hb.MSELoss(), np.ones((2, 3)), np.ones((2, 2)))\n"
+            "print(e.failed, len(handbp.zoo.bugs()) >= 16, len(handbp.exercises.exercises()) >= 21)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "['grad:0.weight'] True True\n", "")
