@@ -7,6 +7,7 @@ build a torch twin and compare every step.
 from . import checkpoint, datasets, numerical, optim   # hb.checkpoint.register: classes of your own
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
+from .draw import draw
 from .dropout import Dropout
 from .errors import CallOrderError
 from .explain import explain
@@ -27,5 +28,5 @@ __all__ = [
     "BatchNorm1d", "LayerNorm", "Dropout",
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
     "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
-    "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",
+    "CheckpointError", "CallOrderError", "TrainingDiverged", "explain", "draw",
 ]

@@ -28,7 +28,7 @@ def test_explain_prints_the_hint_then_handbps_values():
     done = run_without_torch(CLI, "explain", "--seed", "1")
     assert done.returncode == 0, done.stderr
     assert done.stderr == f"handbp explain: {INSTALL_HINT}\n"
-    assert "(torch not available: handbp's values only)" in done.stdout and "module 0 (Linear)" in done.stdout
+    assert "(no reference values: handbp's own only" in done.stdout and "module 0 (Linear)" in done.stdout
     assert "✓" not in done.stdout and "✗" not in done.stdout
 
 
@@ -37,16 +37,18 @@ def test_commands_that_need_no_torch_say_nothing_about_it():
     assert done.returncode == 0 and done.stderr == "" and "sign-flipped" in done.stdout
     done = run_without_torch(CLI, "explain", "--no-torch")
     assert done.returncode == 0 and done.stderr == "" and "module 0 (Linear)" in done.stdout
+    assert "(--no-torch: handbp's values only)" in done.stdout and "torch not available" not in done.stdout
 
 
-def test_the_library_explain_falls_back_to_handbps_values():
+def test_the_library_explain_needs_no_torch():
+    """hb.explain is handbp's alone; crosscheck.explain, which adds torch's values, says how to install it."""
     code = WITHOUT_TORCH + (
-        "import numpy as np, handbp as hb\n"
+        "import numpy as np, handbp as hb, crosscheck\n"
         "model = hb.Sequential(hb.Linear(3, 2, rng=np.random.default_rng(0)))\n"
         "e = hb.explain(model, hb.MSELoss(), np.ones(3), np.ones(2))\n"
-        "print(e.all_match, 'torch not available' in str(e))\n"
+        "print(e.all_match, 'no reference values' in str(e))\n"
         "try:\n"
-        "    hb.explain(model, hb.MSELoss(), np.ones(3), np.ones(2), torch=True)\n"
+        "    crosscheck.explain(model, hb.MSELoss(), np.ones(3), np.ones(2))\n"
         "except ImportError as err:\n"
         "    print(str(err).startswith('" + INSTALL_HINT.replace("'", "\\'") + "'))\n")
     done = run_without_torch(code)

@@ -7,8 +7,10 @@ import crosscheck as cc
 import handbp as hb
 
 
-from handbp.zoo import ZOO, case_notebook_mse, simple
+from crosscheck.zoo import expected
+from handbp.zoo import OVERFLOW, bugs, case_notebook_mse, simple
 
+ZOO = bugs()
 MUTANTS = {bug.name: bug for bug in ZOO}
 
 
@@ -19,7 +21,7 @@ def test_the_zoo_has_at_least_twelve_bugs_with_distinct_names():
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_mutant_is_caught_with_its_hint(name, rng):
     bug = MUTANTS[name]
-    hint, where, factor = bug.hint, bug.where, bug.factor
+    hint, where, factor = expected(bug).hint, expected(bug).where, expected(bug).factor
     model, loss, optimizer, data = bug.build(rng)
     with pytest.raises(cc.Divergence) as info:
         cc.lockstep(model, loss, optimizer, data)
@@ -69,7 +71,12 @@ def test_weight_decay_is_named_when_a_weight_is_almost_zero(rng):
 
 
 def test_the_overflow_mutant_always_overflows(rng):
-    """Its first layer is scaled so that some pre-activation of the first batch is -60, whatever the
-    seed: it used to be ×40, which left every pre-activation above -30 for ~2% of seeds."""
+    """Its first layer is scaled so that the largest pre-activation of the first batch is +800,
+    whatever the seed, and e^800 overflows float64: the naive sigmoid's own arithmetic makes the
+    NaN (inf / inf), nothing planted. (It used to plant the NaN with np.where(x < -30, nan, ...).)"""
     model, _, _, data = MUTANTS["nan-from-overflow"].build(rng)
-    assert (data[0][0] @ model[0].weight.data.T + model[0].bias.data).min() < -30
+    z = data[0][0] @ model[0].weight.data.T + model[0].bias.data
+    assert z.max() > np.log(np.finfo(np.float64).max) and OVERFLOW > np.log(np.finfo(np.float64).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isnan(model[1].forward(z)).any()
+    assert not np.isnan(hb.Sigmoid().forward(z)).any()
