@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import ATOL, RTOL, fd_gradient, module_gradients, rng  # noqa: F401  (rng is a fixture)
+from tests.helpers.fd import ATOL, RTOL, fd_gradient, module_gradients, rng  # noqa: F401  (rng is a fixture)
 
 IN, OUT = 4, 3
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from engine_modules import LAYERS, SHAPE
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.examples import LAYERS, SHAPE
+from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 
 def kept(make):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 CASES = {
     "plain": dict(lr=0.1),

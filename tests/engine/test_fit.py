@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 
 def mlp(rng, out=2, width=32):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import fd_gradient, module_gradients
+from tests.helpers.fd import fd_gradient, module_gradients
 
 RTOL, ATOL = 1e-6, 1e-8       # central differences with eps 1e-6 in float64: ~1e-9 relative
 

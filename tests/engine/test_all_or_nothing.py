@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from engine_modules import LAYERS, LOSSES, SHAPE, public_classes, targets
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.examples import LAYERS, LOSSES, SHAPE, public_classes, targets
+from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 
 def test_every_public_layer_and_loss_is_listed():
