@@ -56,6 +56,14 @@ def test_explain_command(capsys):
     assert main(["explain", "--batch", "-1"]) == 2
 
 
+def test_explain_command_names_a_missing_checkpoint(capsys):
+    assert main(["explain", "--checkpoint", "/nonexistent/model.npz"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("handbp explain: error: ") and "/nonexistent/model.npz" in err[0]
+    assert captured.out == ""
+
+
 def test_zoo_command_catches_every_bug(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out

@@ -180,6 +180,10 @@ def test_zero_grad_sets_every_grad_to_none(rng):
     m.backward(rng.normal(size=(2, OUT)))
     opt.zero_grad()
     assert all(p.grad is None for p in m.parameters())
+    m(rng.normal(size=(2, IN)))
+    m.backward(rng.normal(size=(2, OUT)))
+    m.zero_grad(set_to_none=False)                    # torch's other mode: zeros in place
+    assert all(p.grad is not None and p.grad.shape == p.shape and not p.grad.any() for p in m.parameters())
 
 
 def test_loss_then_model_backward_accumulates_the_chain(rng):
