@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from tests.helpers.fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.examples import CHAIN_LAYERS, FIRST_LOSSES, SHAPE
 
 
 class Ctx:
@@ -229,13 +229,12 @@ def test_errors_carry_no_numpy_traceback_depth():
 
 def test_call_order_error_is_a_runtime_error_and_a_value_error(rng):
     assert issubclass(hb.CallOrderError, RuntimeError) and issubclass(hb.CallOrderError, ValueError)
-    for module in (hb.Linear(2, 2, rng=rng), hb.Sigmoid(), hb.Tanh(), hb.ReLU(), hb.LeakyReLU(), hb.Identity(),
-                   hb.Softmax(), hb.DNN(1, 2, 2, 2)):
+    for module in [make() for make in CHAIN_LAYERS.values()] + [hb.DNN(1, 3, 3, 3)]:     # every public layer
         with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
-            module.backward(np.ones(2))
-    for loss in (hb.MeanSquaredError(), hb.MSELoss(), hb.CrossEntropyLoss(), hb.BCEWithLogitsLoss()):
-        with pytest.raises(hb.CallOrderError, match=type(loss).__name__):
-            loss.backward()
+            module.backward(np.ones(SHAPE))
+    for name, make in FIRST_LOSSES.items():                                              # every public loss
+        with pytest.raises(hb.CallOrderError, match=name):
+            make().backward()
 
 
 def test_a_failed_forward_keeps_the_previous_forward_for_backward(rng):

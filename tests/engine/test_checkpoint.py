@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 
 def mlp(rng, out=2, width=32):

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import handbp as hb
-from tests.helpers.fd import rng  # noqa: F401  (a fixture)
 
 TORCH_ACT = {hb.Sigmoid: torch.nn.Sigmoid, hb.Tanh: torch.nn.Tanh, hb.ReLU: torch.nn.ReLU, hb.Identity: torch.nn.Identity}
 
