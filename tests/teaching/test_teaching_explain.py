@@ -326,3 +326,11 @@ def test_handbps_teaching_code_imports_neither_crosscheck_nor_torch():
             "print(e.failed, len(handbp.zoo.bugs()) >= 16, len(handbp.exercises.exercises()) >= 21)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "['grad:0.weight'] True True\n", "")
+
+
+def test_explain_command_names_a_missing_checkpoint(capsys):
+    assert main(["explain", "--checkpoint", "/nonexistent/model.npz"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("handbp explain: error: ") and "/nonexistent/model.npz" in err[0]
+    assert captured.out == ""

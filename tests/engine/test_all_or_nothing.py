@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from engine_modules import LAYERS, LOSSES, SHAPE, public_classes, targets
-from fd import rng  # noqa: F401  (a fixture)
-
-
-def test_every_public_layer_and_loss_is_listed():
-    layers = public_classes(hb.Module) - public_classes(hb.Loss) - {hb.Module, hb.Sequential, hb.DNN}
-    assert {type(make()) for make in LAYERS.values()} == layers
-    assert {type(make()) for make in LOSSES.values()} == public_classes(hb.Loss) - {hb.Loss}
+from tests.helpers.examples import CHAIN_LAYERS as LAYERS
+from tests.helpers.examples import FIRST_LOSSES as LOSSES
+from tests.helpers.examples import SHAPE, targets
 
 
 # -- optimizers ------------------------------------------------------------------------------
@@ -114,7 +109,9 @@ BAD_DY = {                               # dy -> the error it raises
 
 
 def grads(model):
-    return [(n, None if p.grad is None else p.grad.tobytes()) for n, p in model.named_parameters()]
+    """Every gradient, and every parameter and buffer (running statistics), as bytes."""
+    return [(n, None if p.grad is None else p.grad.tobytes()) for n, p in model.named_parameters()] + \
+        [(k, v.tobytes()) for k, v in model.state_dict().items()]
 
 
 def with_grads(model, rng):

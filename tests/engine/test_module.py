@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
 
 TORCH_ACT = {hb.Sigmoid: torch.nn.Sigmoid, hb.Tanh: torch.nn.Tanh, hb.ReLU: torch.nn.ReLU, hb.Identity: torch.nn.Identity}
 
@@ -89,3 +88,11 @@ def test_state_dict_is_a_copy_and_loads_back(name, rng):
     ours.load_state_dict(sd)
     for v, p in zip(sd.values(), ours.parameters()):
         np.testing.assert_array_equal(p.data, v)
+
+
+def test_explicit_rng_and_torch_init(rng):
+    a = hb.DNN(1, 4, 3, 2, rng=np.random.default_rng(5))
+    b = hb.DNN(1, 4, 3, 2, rng=np.random.default_rng(5))
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(a.parameters(), b.parameters()))
+    t = hb.DNN(1, 4, 3, 2, init="torch", rng=rng)       # U(−1/√fan_in, 1/√fan_in), biases too
+    assert np.abs(t[0].weight.data).max() <= 1 / np.sqrt(3) and t[0].bias.data.any()

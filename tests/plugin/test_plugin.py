@@ -12,7 +12,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 pytest_plugins = ["pytester"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.tolerance import TORCH_ATOL, TORCH_RTOL
 
 CASES = {
     "plain": dict(lr=0.1),
@@ -24,10 +24,6 @@ CASES = {
 }
 SHAPES = [(3, 4), (3,), (2, 3), (1,)]
 STEPS = 6
-# the same operations in the same order on the same float64 numbers (values of order 1), but torch's
-# CPU kernel fuses b·momentum + (1 − dampening)·g into one multiply-add: a few ulps apart, after
-# cancellation up to ~1e-14 relative; a wrong factor or order is off by 1e-3 or more
-RTOL, ATOL = 1e-12, 1e-14
 
 
 def twins(rng, shapes=SHAPES):
@@ -55,11 +51,11 @@ def test_sgd_matches_torch_step_by_step(case, rng):
         opt.step()
         topt.step()
         for i, (p, t) in enumerate(zip(ours, theirs)):
-            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=RTOL, atol=ATOL,
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL,
                                        err_msg=f"step {step}, parameter {i}")
             if hyper.get("momentum"):
                 np.testing.assert_allclose(opt.state[p]["momentum_buffer"], topt.state[t]["momentum_buffer"].numpy(),
-                                           rtol=RTOL, atol=ATOL, err_msg=f"step {step}, buffer {i}")
+                                           rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"step {step}, buffer {i}")
             else:
                 assert p not in opt.state or not opt.state[p]
 
@@ -135,10 +131,10 @@ def test_parameters_without_gradient_are_skipped_as_torch(case, rng):
             np.testing.assert_array_equal(ours[1].data, untouched)     # grad None: not even weight decay
             assert ours[1] not in opt.state
         for i, (p, t) in enumerate(zip(ours, theirs)):
-            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=f"step {step}, {i}")
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"step {step}, {i}")
             if hyper.get("momentum") and t in topt.state:
                 np.testing.assert_allclose(opt.state[p]["momentum_buffer"], topt.state[t]["momentum_buffer"].numpy(),
-                                           rtol=RTOL, atol=ATOL)
+                                           rtol=TORCH_RTOL, atol=TORCH_ATOL)
         assert {i for i, p in enumerate(ours) if opt.state.get(p)} == \
                {i for i, t in enumerate(theirs) if topt.state.get(t)}
 

@@ -93,6 +93,7 @@ def test_the_three_steps_do_the_same_update(batch, dtype):
     (["--threads", "0"], "--threads: expected an integer ≥ 1, got 0"),
     (["--min-time", "0"], "--min-time: expected seconds > 0, got 0.0"),
     (["--sizes", "5:32"], "--sizes: expected depth:width:batch items, got '5:32'"),
+    (["--sizes", "5:x:1"], "--sizes: expected depth:width:batch items, got '5:x:1'"),
     (["--sizes", "5:0:1"], "--sizes: expected depth ≥ 0, width ≥ 1, batch ≥ 1, got '5:0:1'"),
     (["--json", "/no/such/folder/e.json"], "--json: expected a path in an existing folder"),
 ])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import handbp as hb
+from tests.helpers.tolerance import TORCH_ATOL, TORCH_RTOL
 
-RTOL, ATOL = 1e-12, 1e-14          # float64 state and parameters after a few steps
 # keys torch's param groups carry that only select its kernels (handbp has one implementation)
 TORCH_ONLY_GROUP_KEYS = {"foreach", "fused", "capturable", "differentiable"}
 
@@ -76,14 +76,14 @@ def set_grads(ours, theirs, rng, skip=()):
 
 def assert_same_state(opt, topt, ours, theirs, where):
     for i, (p, t) in enumerate(zip(ours, theirs)):
-        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{where}: param {i}")
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"{where}: param {i}")
         mine, ref = opt.state.get(p, {}), topt.state.get(t, {})
         assert set(mine) == set(ref), f"{where}: param {i}: state keys {sorted(mine)} vs torch {sorted(ref)}"
         for key, value in mine.items():
             if key == "step":
                 assert isinstance(value, float) and value == float(ref[key]), f"{where}: param {i}: step"
             else:
-                np.testing.assert_allclose(value, ref[key].numpy(), rtol=RTOL, atol=ATOL,
+                np.testing.assert_allclose(value, ref[key].numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL,
                                            err_msg=f"{where}: param {i}: {key}")
 
 

@@ -1,11 +1,15 @@
-"""The lockstep matrix beyond the engine: every optimizer × BatchNorm1d, LayerNorm, Dropout, GELU ×
-dtype, with optimizer state (every moment buffer and step counter) and running statistics compared
-and re-synchronised each step; train/eval modes; a save-and-reload in the middle of a run."""
+"""The lockstep matrix of every layer: every optimizer × every example of every public layer and
+container (tests/helpers/examples.py, so a new layer joins by default) × dtype, with optimizer state
+(every moment buffer and step counter) and running statistics compared and re-synchronised each
+step; train/eval modes; a save-and-reload in the middle of a run."""
+import copy
+
 import numpy as np
 import pytest
 
 import crosscheck as cc
 import handbp as hb
+from tests.helpers.examples import Missing, layer_examples
 
 OPTIMIZERS = {
     "sgd-nesterov": (hb.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
@@ -18,23 +22,49 @@ OPTIMIZERS = {
     "rmsprop-centered-momentum": (hb.optim.RMSprop, dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.01)),
     "adagrad": (hb.optim.Adagrad, dict(lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1)),
 }
-LAYERS = ["BatchNorm1d", "LayerNorm", "Dropout", "GELU", "GELU-tanh", "none"]
+# every example that can stand between two Linear layers and has a torch twin (and a class without
+# an example, which fails)
+LAYERS = {ex.name: ex for ex in layer_examples() if isinstance(ex, Missing) or ex.chain and ex.twin}
 DTYPES = ["float64", "float32"]
-CASES = [(o, l, d) for o in OPTIMIZERS for l in LAYERS for d in DTYPES]
+VARIANT_OPTIMIZERS = 3
+
+
+def _cases():
+    """The first example of each class meets every optimizer in each dtype; each further example
+    (a variant of its class: no bias, eval mode, another p) meets three, a different three for each
+    variant, so that every optimizer meets variants too."""
+    firsts, variants = [], []
+    for name, ex in LAYERS.items():
+        cls = getattr(ex, "cls", None) or type(ex.build(np.random.default_rng(0), WIDTH))
+        (variants if any(c == cls for c, _ in firsts) else firsts).append((cls, name))
+    cases = [(o, name, d) for o in OPTIMIZERS for _, name in firsts for d in DTYPES]
+    names = list(OPTIMIZERS)
+    for k, (_, name) in enumerate(variants):
+        for j in range(VARIANT_OPTIMIZERS):
+            cases += [(names[(VARIANT_OPTIMIZERS * k + j) % len(names)], name, d) for d in DTYPES]
+    return cases
+
+
+WIDTH = 8
+CASES = _cases()
+
+def shifts_away(layer, rng):
+    """Whether adding a constant to each feature over the batch leaves the layer's output as it was
+    (a batch normalisation in training mode, a softmax over the batch): then the gradient of a
+    bias before it is zero in exact arithmetic."""
+    x, c = rng.normal(size=(6, WIDTH)), rng.normal(size=WIDTH)
+    return np.allclose(copy.deepcopy(layer).forward(x + c), copy.deepcopy(layer).forward(x), rtol=1e-9, atol=1e-12)
 
 
 def build(layer, dtype, rng):
-    dtype = np.dtype(dtype)
-    middle = {"BatchNorm1d": lambda: hb.BatchNorm1d(8, dtype=dtype),
-              "LayerNorm": lambda: hb.LayerNorm(8, dtype=dtype),
-              "Dropout": lambda: hb.Dropout(0.3, rng=rng),
-              "GELU": lambda: hb.GELU(),
-              "GELU-tanh": lambda: hb.GELU(approximate="tanh"),
-              "none": lambda: hb.Tanh()}[layer]()
-    # no bias before a BatchNorm: its gradient is zero in exact arithmetic, and an adaptive optimizer
-    # would turn the rounding noise on both sides into steps of size lr
-    first = hb.Linear(5, 8, bias=layer != "BatchNorm1d", rng=rng, dtype=dtype)
-    return hb.Sequential(first, middle, hb.Tanh(), hb.Linear(8, 3, rng=rng, dtype=dtype))
+    middle = LAYERS[layer]
+    if isinstance(middle, Missing):
+        middle.fail()
+    middle = middle.build(rng, WIDTH)
+    # no bias before a layer that shifts it away: its gradient is zero in exact arithmetic, and an
+    # adaptive optimizer would turn the rounding noise on both sides into steps of size lr
+    first = hb.Linear(5, WIDTH, bias=not shifts_away(middle, rng), rng=rng)
+    return hb.Sequential(first, middle, hb.Tanh(), hb.Linear(WIDTH, 3, rng=rng)).to(np.dtype(dtype))
 
 
 @pytest.mark.parametrize("opt, layer, dtype", CASES, ids=[f"{o}-{l}-{d[5:]}" for o, l, d in CASES])
@@ -46,13 +76,13 @@ def test_lockstep_optimizer_layer_dtype(opt, layer, dtype, crosscheck, rng):
     trace = crosscheck.lockstep(model, hb.MSELoss(), optimizer, data)
     labels = set(trace.steps[-1])
     assert any("state." in label for label in labels)      # every optimizer here keeps state
-    if layer == "BatchNorm1d":
-        assert {"1.running_mean (BatchNorm1d) buffer", "1.running_var (BatchNorm1d) buffer",
-                "1.num_batches_tracked (BatchNorm1d) buffer"} <= labels
+    for name, buffer in model[1].state_dict().items():     # buffers (running statistics) compared too
+        if name not in dict(model[1].named_parameters()):
+            assert f"1.{name} ({type(model[1]).__name__}) buffer" in labels
 
 
 def test_state_counter_and_moments_are_compared(rng):
-    model = build("none", "float64", rng)
+    model = build("Tanh", "float64", rng)
     opt = hb.optim.Adam(model.parameters(), lr=1e-2, amsgrad=True)
     trace = cc.lockstep(model, hb.MSELoss(), opt, [(rng.normal(size=(4, 5)), rng.normal(size=(4, 3)))] * 3)
     labels = set(trace.steps[-1])
@@ -67,7 +97,7 @@ def test_a_wrong_bias_correction_is_caught(rng):
             for s in self.state.values():
                 s["step"] += 1.0          # stores the wrong step counter
 
-    model = build("none", "float64", rng)
+    model = build("Tanh", "float64", rng)
     with pytest.raises(cc.Divergence) as info:
         cc.lockstep(model, hb.MSELoss(), NoBiasCorrection(model.parameters(), lr=1e-2),
                     [(rng.normal(size=(4, 5)), rng.normal(size=(4, 3)))] * 2)

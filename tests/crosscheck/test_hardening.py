@@ -34,7 +34,7 @@ def test_lockstep_agrees_at_pre_activations_of_1e4(act, loss, rng):
 # must pass lockstep, recheck included, on every BLAS kernel. Whether one of them would be reported
 # *without* the recheck depends on the last bits of one kernel's rounding, so what the recheck is
 # needed for, and that it still catches bugs there, is shown on nets built to cancel exactly
-# (tests/test_cancellation.py).
+# (tests/crosscheck/test_cancellation.py).
 def _cancelling_net():
     """Saturated softmax between weights of ±3333 and ×1e4: the first layer's input gradient is a
     sum of terms of ~1e6 that cancel to ~4e-7 (the case found by --crosscheck-seed=6 above)."""

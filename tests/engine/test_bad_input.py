@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.examples import CHAIN_LAYERS, FIRST_LOSSES, SHAPE
 
 
 class Ctx:
@@ -74,6 +74,7 @@ CASES = {
     "int-x": (lambda c: c.model(np.ones((2, 4), np.int64)), TypeError,
               r"x: expected a floating-point array, got dtype int64"),
     "str-x": (lambda c: c.model("abcd"), TypeError, r"x: expected an array of floats, got str"),
+    "object-x": (lambda c: c.model(object()), TypeError, r"x: expected an array of floats, got object"),
     # -- backward
     "backward-before-forward": (lambda c: c.fresh.backward(np.ones((2, 3))), hb.CallOrderError,
                                 LINEAR.format(2, 5, 3) + r": backward\(\) called before forward\(\)"),
@@ -97,6 +98,8 @@ CASES = {
     "dnn-output": (lambda c: hb.DNN(1, 4, 2, None), ValueError, r"DNN: output: .*got None"),
     "dnn-activation-instance": (lambda c: hb.DNN(1, 4, 2, 1, activation=hb.Tanh()), TypeError,
                                 r"DNN: activation: expected a Module class"),
+    "dnn-activation-str": (lambda c: hb.DNN(1, 4, 2, 1, activation="relu"), TypeError,
+                           r"DNN: activation: expected a Module class such as hb.Sigmoid, got str 'relu'"),
     "dnn-activation-function": (lambda c: hb.DNN(1, 4, 2, 1, activation=np.tanh), TypeError,
                                 r"DNN: activation: expected a Module class"),
     "dnn-init": (lambda c: hb.DNN(1, 4, 2, 1, init="zeros"), ValueError, r"DNN: init: expected 'notebook' or 'torch'"),
@@ -126,6 +129,8 @@ CASES = {
     "reduction-bce": (lambda c: hb.BCEWithLogitsLoss(reduction=None), ValueError, r"BCEWithLogitsLoss: reduction"),
     "gd-alpha": (lambda c: hb.gradient_descent(c.dnn, c.x, c.y, hb.MeanSquaredError(), alpha=-0.1), ValueError,
                  r"gradient_descent: alpha: expected a finite number >= 0, got -0.1"),
+    "gd-target": (lambda c: hb.gradient_descent(c.dnn, c.x, c.y[:1], hb.MeanSquaredError()), ValueError,
+                  r"MeanSquaredError: target: expected shape \(2, 3\) \(pred's shape\), got \(1, 3\)"),
     "gd-x": (lambda c: hb.gradient_descent(c.dnn, c.x[:, :3], c.y, hb.MeanSquaredError()), ValueError,
              LINEAR.format(0, 4, 6)),
     # -- losses
@@ -162,9 +167,9 @@ CASES = {
     "bce-nan-target": (lambda c: hb.BCEWithLogitsLoss()(c.y, np.full((2, 3), np.nan)), ValueError,
                        r"target: expected finite"),
     # -- state dicts
-    "load-missing-key": (lambda c: c.model.load_state_dict(sd_without(c, "2.bias")), ValueError,
+    "load-missing-key": (lambda c: c.model.load_state_dict(sd_without(c, "2.bias")), KeyError,
                          r"missing keys \['2.bias'\]"),
-    "load-extra-key": (lambda c: c.model.load_state_dict(sd_with(c, extra=np.zeros(1))), ValueError,
+    "load-extra-key": (lambda c: c.model.load_state_dict(sd_with(c, extra=np.zeros(1))), KeyError,
                        r"unexpected keys \['extra'\]"),
     "load-shape": (lambda c: c.model.load_state_dict(sd_with(c, **{"2.weight": np.zeros((5, 3))})), ValueError,
                    r"'2.weight': expected shape \(3, 5\), got \(5, 3\)"),
@@ -185,6 +190,8 @@ CASES = {
     "fit-x-dtype": (lambda c: hb.fit(c.model, c.loss, c.opt, c.x.astype(np.float32), c.y), TypeError,
                     r"x: expected dtype float64"),
     "fit-x-nan": (lambda c: hb.fit(c.model, c.loss, c.opt, c.x * np.nan, c.y), ValueError, r"x: expected finite"),
+    "fit-empty": (lambda c: hb.fit(c.model, c.loss, c.opt, c.x[:0], c.y[:0]), ValueError,
+                  r"fit: x: expected at least one sample, got shape \(0, 4\)"),
     "fit-target-shape": (lambda c: hb.fit(c.model, c.loss, c.opt, c.x, c.y[:, :2]), ValueError,
                          r"MSELoss: target: expected shape \(2, 3\)"),
 }
@@ -197,7 +204,8 @@ PREPARE = {"sgd-step-bad-grad": lambda c: setattr(c.model[2].bias, "grad", np.on
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_raises_a_clear_error_and_changes_nothing(case, rng):
     call, error, message = CASES[case]
-    assert error is hb.CallOrderError or error in (ValueError, TypeError)
+    # (a state_dict's key mismatch is a KeyError, as in torch, and a ValueError)
+    assert error in (hb.CallOrderError, KeyError, ValueError, TypeError)
     ctx = Ctx(rng)
     PREPARE.get(case, lambda c: None)(ctx)
     before = ctx.snapshot()
@@ -207,15 +215,26 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(case, rng):
     assert ctx.snapshot() == before
 
 
+def test_the_catalogue_has_at_least_forty_cases():
+    assert len(CASES) >= 40
+
+
+def test_errors_carry_no_numpy_traceback_depth():
+    """The error is raised by handbp's own check, not from deep inside NumPy."""
+    model = hb.Sequential(hb.Linear(4, 5), hb.Tanh(), hb.Linear(5, 3))
+    with pytest.raises(ValueError) as info:
+        model(np.ones((2, 3)))
+    assert info.traceback[-1].path.name in ("layers.py", "module.py")
+
+
 def test_call_order_error_is_a_runtime_error_and_a_value_error(rng):
     assert issubclass(hb.CallOrderError, RuntimeError) and issubclass(hb.CallOrderError, ValueError)
-    for module in (hb.Linear(2, 2, rng=rng), hb.Sigmoid(), hb.Tanh(), hb.ReLU(), hb.LeakyReLU(), hb.Identity(),
-                   hb.Softmax(), hb.DNN(1, 2, 2, 2)):
+    for module in [make() for make in CHAIN_LAYERS.values()] + [hb.DNN(1, 3, 3, 3)]:     # every public layer
         with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
-            module.backward(np.ones(2))
-    for loss in (hb.MeanSquaredError(), hb.MSELoss(), hb.CrossEntropyLoss(), hb.BCEWithLogitsLoss()):
-        with pytest.raises(hb.CallOrderError, match=type(loss).__name__):
-            loss.backward()
+            module.backward(np.ones(SHAPE))
+    for name, make in FIRST_LOSSES.items():                                              # every public loss
+        with pytest.raises(hb.CallOrderError, match=name):
+            make().backward()
 
 
 def test_a_failed_forward_keeps_the_previous_forward_for_backward(rng):

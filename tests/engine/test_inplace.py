@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from engine_modules import LAYERS, SHAPE
-from fd import rng  # noqa: F401  (a fixture)
+from tests.helpers.examples import CHAIN_LAYERS as LAYERS
+from tests.helpers.examples import SHAPE
 
 
 def kept(make):
@@ -32,8 +32,8 @@ CONTEXTS = {"alone": lambda m: m, "in a Sequential": lambda m: hb.Sequential(m),
 
 def test_the_layers_known_to_keep_an_array_are_found():
     assert {("Linear", "input"), ("GELU", "input"), ("GELU-tanh", "input"), ("Tanh", "output"),
-            ("Sigmoid", "output"), ("Softmax", "output"), ("BatchNorm1d-plain", "output"),
-            ("LayerNorm-plain", "output")} <= set(CASES)
+            ("Sigmoid", "output"), ("Softmax", "output"), ("BatchNorm1d-no-affine", "output"),
+            ("LayerNorm-no-affine", "output")} <= set(CASES)
 
 
 def same(a, b, name=""):

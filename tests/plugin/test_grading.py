@@ -5,7 +5,7 @@ import json
 import pytest
 
 from crosscheck.grading import HIDDEN_TEXT, partial_fraction
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 pytest_plugins = ["pytester"]
 

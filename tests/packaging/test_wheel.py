@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGES = ["handbp", "crosscheck"]
 # what a checkout holds besides the sources: built or cached files, and the environment
 NOT_SOURCES = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".pytest_cache",

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -244,9 +243,14 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(kind, tmp_path, rng):
     assert_refused(path, rng, "not a handbp checkpoint" if kind != "empty" else "empty")
 
 
-def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
+def test_missing_file_raises_file_not_found(tmp_path, rng):
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
         hb.load(tmp_path / "nothing.npz")
+    model, opt = victim(rng)
+    before = snapshot(model, opt)
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        hb.load_into(tmp_path / "nothing.npz", model, optimizer=opt)
+    assert snapshot(model, opt) == before
 
 
 @pytest.mark.parametrize("other", ["deeper", "wider", "other-activation", "no-bias", "DNN-vs-Sequential"])
@@ -331,12 +335,15 @@ def test_saved_file_has_the_permissions_of_any_new_file(trained, tmp_path):
     assert os.stat(trained[2]).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
 
 
-def test_a_model_that_cannot_be_described_writes_nothing(tmp_path):
+@pytest.mark.parametrize("where", ["alone", "in a Sequential"])
+def test_a_model_that_cannot_be_described_writes_nothing(where, tmp_path):
     class Custom(hb.Module):
-        pass
+        def forward(self, x):
+            return x
 
-    with pytest.raises(TypeError, match="only handbp's own modules"):
-        hb.save(Custom(), tmp_path / "custom.npz")
+    model = Custom() if where == "alone" else hb.Sequential(hb.Linear(2, 2), Custom())
+    with pytest.raises(TypeError, match="cannot describe Custom .*only handbp's own modules"):
+        hb.save(model, tmp_path / "custom.npz")
     assert os.listdir(tmp_path) == []
 
 

@@ -1,6 +1,6 @@
-"""BatchNorm1d, LayerNorm, Dropout and GELU: every backward against central finite differences,
-forward, backward and running statistics against torch, train/eval modes, state_dict and
-checkpoint round trips, and bad input refused with nothing changed."""
+"""BatchNorm1d, LayerNorm, Dropout and GELU (their backward against finite differences is in
+test_gradients.py): forward, backward and running statistics against torch, train/eval modes,
+state_dict and checkpoint round trips, and bad input refused with nothing changed."""
 import math
 import os
 
@@ -9,11 +9,9 @@ import pytest
 import torch
 
 import handbp as hb
-from fd import fd_gradient, module_gradients
 from handbp.activations import erf
+from tests.helpers.tolerance import TORCH_ATOL, TORCH_RTOL
 
-FD_RTOL, FD_ATOL = 1e-6, 1e-8      # central differences with eps 1e-6 in float64: ~1e-9 relative
-RTOL, ATOL = 1e-12, 1e-13          # float64 against torch: the same formulas, rounded differently
 
 
 def t64(a):
@@ -35,60 +33,6 @@ def trained_bn(rng, **kwargs):
     return m
 
 
-FD_CASES = {
-    "BatchNorm1d": (lambda rng: hb.BatchNorm1d(3), (5, 3)),
-    "BatchNorm1d-NCL": (lambda rng: hb.BatchNorm1d(3), (2, 3, 4)),
-    "BatchNorm1d-batch2": (lambda rng: hb.BatchNorm1d(3), (2, 3)),
-    "BatchNorm1d-no-affine": (lambda rng: hb.BatchNorm1d(3, affine=False), (5, 3)),
-    "BatchNorm1d-no-bias": (lambda rng: hb.BatchNorm1d(3, bias=False), (5, 3)),
-    "BatchNorm1d-untracked": (lambda rng: hb.BatchNorm1d(3, track_running_stats=False).eval(), (5, 3)),
-    "BatchNorm1d-momentum-None": (lambda rng: hb.BatchNorm1d(3, momentum=None), (5, 3)),
-    "BatchNorm1d-eval": (lambda rng: trained_bn(rng).eval(), (5, 3)),
-    "BatchNorm1d-eval-batch1": (lambda rng: trained_bn(rng).eval(), (1, 3)),
-    "LayerNorm": (lambda rng: hb.LayerNorm(5), (4, 5)),
-    "LayerNorm-2d": (lambda rng: hb.LayerNorm((2, 4)), (3, 2, 4)),
-    "LayerNorm-unbatched": (lambda rng: hb.LayerNorm(5), (5,)),
-    "LayerNorm-no-affine": (lambda rng: hb.LayerNorm(5, elementwise_affine=False), (4, 5)),
-    "LayerNorm-no-bias": (lambda rng: hb.LayerNorm(5, bias=False), (4, 5)),
-    "GELU": (lambda rng: hb.GELU(), (4, 5)),
-    "GELU-tanh": (lambda rng: hb.GELU(approximate="tanh"), (4, 5)),
-}
-
-
-@pytest.mark.parametrize("case", list(FD_CASES))
-def test_backward_matches_finite_differences(case, rng):
-    build, shape = FD_CASES[case]
-    m = build(rng)
-    randomize_affine(m, rng)
-    x = rng.normal(1.0, 2.0, size=shape)
-    y = m(x)
-    dy = rng.normal(size=y.shape)
-    m.zero_grad()
-    dx = m.backward(dy)
-    fd_dx, fd_grads = module_gradients(m, x, dy)
-    np.testing.assert_allclose(dx, fd_dx, rtol=FD_RTOL, atol=FD_ATOL)
-    assert set(fd_grads) == {n for n, _ in m.named_parameters()}
-    for name, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, fd_grads[name], rtol=FD_RTOL, atol=FD_ATOL, err_msg=name)
-
-
-@pytest.mark.parametrize("p", [0.0, 0.3, 0.8])
-def test_dropout_backward_matches_finite_differences_for_a_fixed_mask(p, rng):
-    d = hb.Dropout(p)
-    x = rng.normal(size=(4, 6))
-    seed = int(rng.integers(2 ** 31))
-
-    def forward():                     # the same generator state, hence the same mask, every call
-        d.rng = np.random.default_rng(seed)
-        return d.forward(x)
-
-    y = forward()
-    dy = rng.normal(size=y.shape)
-    dx = d.backward(dy)
-    fd_dx = fd_gradient(lambda: float(np.sum(forward() * dy)), x)
-    np.testing.assert_allclose(dx, fd_dx, rtol=FD_RTOL, atol=FD_ATOL)
-
-
 # -- against torch -----------------------------------------------------------------------------
 def torch_bn(m):
     t = torch.nn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
@@ -103,15 +47,15 @@ def check_against_torch(m, t, x, rng, where):
     y = m(x)
     xt = t64(x)
     yt = t(xt)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{where}: output")
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"{where}: output")
     dy = rng.normal(size=y.shape)
     m.zero_grad()
     dx = m.backward(dy)
     yt.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=RTOL, atol=ATOL, err_msg=f"{where}: dx")
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"{where}: dx")
     theirs = dict(t.named_parameters())
     for name, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=RTOL, atol=ATOL,
+        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL,
                                    err_msg=f"{where}: {name}.grad")
         theirs[name].grad = None
 
@@ -139,7 +83,7 @@ def test_batchnorm_matches_torch_in_training_then_eval(case, rng):
         ours, theirs = m.state_dict(), t.state_dict()
         assert list(ours) == list(theirs)
         for k in ours:
-            np.testing.assert_allclose(ours[k], theirs[k].numpy(), rtol=RTOL, atol=ATOL, err_msg=f"step {step}: {k}")
+            np.testing.assert_allclose(ours[k], theirs[k].numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"step {step}: {k}")
     if m.track_running_stats:
         assert int(m.num_batches_tracked) == 4 and m.num_batches_tracked.dtype == np.int64
     m.eval(); t.eval()
@@ -251,7 +195,7 @@ def test_train_eval_recurse_and_mirror_torch(rng):
         assert flags == [m.training for m in twin.modules()] == [mode == "train"] * len(flags)
     twin.double().load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
     x = rng.normal(size=(6, 3))
-    np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
     model.train()
     a, b = model(x), model(x)                          # fresh dropout masks in training
     assert not np.array_equal(a, b)
@@ -334,18 +278,3 @@ def test_bad_input_is_refused_and_nothing_changes(build, x, message, rng):
 def test_bad_constructor_arguments(make, exc, message):
     with pytest.raises(exc, match=message):
         make()
-
-
-@pytest.mark.parametrize("build, shape", [
-    (lambda: hb.BatchNorm1d(3), (4, 3)), (lambda: hb.LayerNorm(3), (4, 3)),
-    (lambda: hb.Dropout(0.5), (4, 3)), (lambda: hb.GELU(), (4, 3)), (lambda: hb.GELU("tanh"), (4, 3)),
-])
-def test_backward_before_forward_and_wrong_dy(build, shape, rng):
-    m = build()
-    with pytest.raises(hb.CallOrderError, match="before forward"):
-        m.backward(np.ones(shape))
-    m(rng.normal(size=shape))
-    before = snapshot(m)
-    with pytest.raises(ValueError, match=r"grad_output: expected shape \(4, 3\)"):
-        m.backward(np.ones((4, 2)))
-    assert snapshot(m) == before

@@ -5,7 +5,7 @@ ports."""
 import json
 import re
 
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 pytest_plugins = ["pytester"]
 

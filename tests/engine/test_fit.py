@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
 
 
 def mlp(rng, out=2, width=32):
@@ -26,6 +25,13 @@ def test_task_shapes_and_determinism(task, n, x_shape, y_shape, y_dtype):
     assert not np.array_equal(make(n, rng=1)[0], x)
     if y_dtype == np.int64:
         assert set(np.unique(y)) <= {0, 1}
+
+
+@pytest.mark.parametrize("task, shapes", [("spirals", ((400, 2), (400,))), ("xor", ((200, 2), (200,))),
+                                           ("sine", ((200, 1), (200, 1)))])
+def test_each_task_in_the_table_has_its_default_size(task, shapes):
+    x, y = hb.datasets.TASKS[task](rng=3)
+    assert (x.shape, y.shape) == shapes
 
 
 def test_task_contents():

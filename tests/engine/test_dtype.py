@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import rng  # noqa: F401  (a fixture)
 
 
 def float32_model(kind, rng):
