@@ -1,7 +1,7 @@
 """The torch side of ``handbp.explain``: the twin's values and ``grad_fn`` names for one step."""
 import numpy as np
 
-from handbp.inspect import leaves
+from handbp.recording import leaves
 
 from ._torch import require_torch, to_numpy
 from .mirror import mirror, target_tensor, torch_dtype

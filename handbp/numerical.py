@@ -37,7 +37,7 @@ from . import validate
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .dropout import Dropout
 from .errors import as_float_array, check_finite, describe
-from .inspect import leaves
+from .recording import leaves
 from .layers import Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MeanSquaredError, MSELoss, log_softmax
 from .module import Module
