@@ -11,6 +11,7 @@ LAYERS = {
     "Sigmoid": hb.Sigmoid, "Tanh": hb.Tanh, "ReLU": hb.ReLU, "LeakyReLU": lambda: hb.LeakyReLU(0.2),
     "Identity": hb.Identity, "Softmax": hb.Softmax,
     "GELU": hb.GELU, "GELU-tanh": lambda: hb.GELU("tanh"),
+    "ELU": hb.ELU, "SiLU": hb.SiLU, "Softplus": hb.Softplus, "Hardtanh": hb.Hardtanh,
     "BatchNorm1d": lambda: hb.BatchNorm1d(3), "BatchNorm1d-plain": lambda: hb.BatchNorm1d(3, affine=False),
     "BatchNorm1d-eval": lambda: hb.BatchNorm1d(3).eval(),
     "LayerNorm": lambda: hb.LayerNorm(3), "LayerNorm-plain": lambda: hb.LayerNorm(3, elementwise_affine=False),
