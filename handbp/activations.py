@@ -28,6 +28,8 @@ def sigmoid(x):
 class Sigmoid(Module):
     """y = σ(x) = 1 / (1 + e⁻ˣ).  Derivative: dy/dx = σ(x)(1 − σ(x)) = y(1 − y)."""
 
+    elementwise = True
+
     def __init__(self):
         super().__init__()
         self.last_o = None
@@ -45,6 +47,8 @@ class Sigmoid(Module):
 
 class Tanh(Module):
     """y = tanh(x).  Derivative: dy/dx = 1 − tanh²(x) = 1 − y²."""
+
+    elementwise = True
 
     def __init__(self):
         super().__init__()
@@ -64,6 +68,8 @@ class Tanh(Module):
 class ReLU(Module):
     """y = max(x, 0).  Derivative: 1 where x > 0, else 0 (0 at x = 0, as torch)."""
 
+    elementwise = True
+
     def __init__(self):
         super().__init__()
         self.last_mask = self.last_dtype = None
@@ -82,6 +88,8 @@ class ReLU(Module):
 class LeakyReLU(Module):
     """y = x for x > 0, else negative_slope · x.  Derivative: 1 for x > 0, else negative_slope
     (negative_slope at x = 0, as torch)."""
+
+    elementwise = True
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -107,6 +115,8 @@ class LeakyReLU(Module):
 
 class Identity(Module):
     """y = x.  Derivative: 1."""
+
+    elementwise = True
 
     def __init__(self):
         super().__init__()
@@ -141,6 +151,13 @@ class Softmax(Module):
         z = exp(x - x.max(axis=self.dim, keepdims=True))
         self.last_o = z / z.sum(axis=self.dim, keepdims=True)
         return self.last_o
+
+    def row_wise(self, x):
+        """Along the last axis each sample is normalized alone; along another, across the batch (a
+        one-sample x stacks on a new first axis, so only dim=-1 names its axis there)."""
+        if self.dim == -1 or (x.ndim > 1 and self.dim % x.ndim == x.ndim - 1):
+            return None
+        return f"it normalizes along dim={self.dim}, across the rows of a stack of inputs shaped like {x.shape}"
 
     def backward(self, dy):
         """dx = y ⊙ (dy − Σ dy ⊙ y) along dim."""
@@ -230,6 +247,8 @@ class GELU(Module):
     Args:
         approximate: ``"none"`` (default, the exact erf form) or ``"tanh"``.
     """
+
+    elementwise = True
 
     KAPPA = 0.044715
 
