@@ -2,8 +2,9 @@
 import numpy as np
 
 from . import have_torch
+from .train import activation_choices
 
-ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "leaky_relu": "LeakyReLU", "identity": "Identity"}
+ACTIVATIONS = activation_choices()          # handbp's public element-wise modules, by choice name
 
 
 def add_arguments(parser):
@@ -29,7 +30,7 @@ def run(args):
     if args.checkpoint:
         model = hb.load(args.checkpoint)
     else:
-        model = hb.DNN(args.hidden_depth, args.width, 3, 2, activation=getattr(hb, ACTIVATIONS[args.activation]),
+        model = hb.DNN(args.hidden_depth, args.width, 3, 2, activation=ACTIVATIONS[args.activation],
                        init="torch", rng=rng)
     first = next((m for _, m in model.named_modules() if isinstance(m, hb.Linear)), None)
     if first is None:
