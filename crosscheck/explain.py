@@ -13,7 +13,7 @@ import numpy as np
 
 import handbp as hb
 from handbp.explain import Reference, check_arguments
-from handbp.inspect import Recorder
+from handbp.recording import Recorder
 
 from ._torch import require_torch, threads_taking_turns
 from .diagnose import diagnose

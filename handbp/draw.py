@@ -9,7 +9,7 @@ import copy
 import numpy as np
 
 from .errors import describe
-from .inspect import Recorder, leaves
+from .recording import Recorder, leaves
 from .losses import Loss
 from .module import Module
 

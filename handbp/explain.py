@@ -33,7 +33,7 @@ import numpy as np
 
 from . import validate
 from .errors import ArgumentTypeError, describe
-from .inspect import Recorder, leaves
+from .recording import Recorder, leaves
 from .losses import Loss
 from .module import Module
 from .optim import SGD, Optimizer

@@ -90,6 +90,10 @@ class Linear(Module):
                 self.bias.accumulate(dy.sum(axis=0), fresh=True)
         return dy @ self.weight.data
 
+    def row_wise(self, x):
+        """Each row is x Wᵀ + b on its own."""
+        return None
+
     def config_args(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}
 

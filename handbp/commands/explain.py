@@ -1,26 +1,12 @@
 """Explain one training step, module by module: forward, loss, backward and update, beside the torch
 twin's values (crosscheck.explain) when torch is installed, handbp's alone (hb.explain) otherwise."""
-import re
 
 import numpy as np
 
 from . import have_torch
+from .train import activation_choices
 
-
-def activations():
-    """Every activation handbp has, by its snake_case name (``leaky_relu``): the Module classes of
-    ``handbp.activations`` that take no required argument."""
-    import inspect
-
-    import handbp as hb
-    found = {}
-    for name, cls in vars(hb.activations).items():
-        if isinstance(cls, type) and issubclass(cls, hb.Module) and cls.__module__ == hb.activations.__name__:
-            required = [p for p in list(inspect.signature(cls).parameters.values())
-                        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-            if not required:
-                found[re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", name).lower()] = cls
-    return found
+ACTIVATIONS = activation_choices()          # handbp's public element-wise modules, by choice name
 
 
 def add_arguments(parser):
@@ -28,7 +14,7 @@ def add_arguments(parser):
                         "notebook's network, small)")
     parser.add_argument("--hidden-depth", type=int, default=1, help="hidden layers of the notebook network (default 1)")
     parser.add_argument("--width", type=int, default=4, help="width of the notebook network (default 4)")
-    parser.add_argument("--activation", choices=sorted(activations()), default="sigmoid")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 (default) is one unbatched "
                         "sample, as in the notebook")
@@ -58,7 +44,7 @@ def run(args):
     if args.checkpoint:
         model = hb.load(args.checkpoint)
     else:
-        model = hb.DNN(args.hidden_depth, args.width, 3, 2, activation=activations()[args.activation],
+        model = hb.DNN(args.hidden_depth, args.width, 3, 2, activation=ACTIVATIONS[args.activation],
                        init="torch", rng=rng, dtype=dtype)
     first = next((m for _, m in model.named_modules() if isinstance(m, hb.Linear)), None)
     if first is None:

@@ -17,7 +17,7 @@ import pytest
 
 import handbp as hb
 from handbp.cli import main
-from handbp.inspect import leaves
+from handbp.recording import leaves
 from handbp.numerical import (GradcheckError, compare_gradients, gradcheck, numerical_gradient,
                               numerical_gradient_descent, numerical_step)
 

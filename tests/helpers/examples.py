@@ -78,6 +78,12 @@ LAYERS = {
                  Layer("Softmax-dim0", lambda rng, n: hb.Softmax(dim=0), gain=2.0)],
     hb.GELU: [Layer("GELU", lambda rng, n: hb.GELU()),
               Layer("GELU-tanh", lambda rng, n: hb.GELU(approximate="tanh"))],
+    hb.ELU: [Layer("ELU", lambda rng, n: hb.ELU()), Layer("ELU-alpha0.5", lambda rng, n: hb.ELU(0.5))],
+    hb.SiLU: [Layer("SiLU", lambda rng, n: hb.SiLU())],
+    hb.Softplus: [Layer("Softplus", lambda rng, n: hb.Softplus()),
+                  Layer("Softplus-beta2-threshold1.5", lambda rng, n: hb.Softplus(beta=2.0, threshold=1.5))],
+    hb.Hardtanh: [Layer("Hardtanh", lambda rng, n: hb.Hardtanh()),
+                  Layer("Hardtanh-0.7-0.6", lambda rng, n: hb.Hardtanh(-0.7, 0.6))],
     hb.BatchNorm1d: [
         Layer("BatchNorm1d", lambda rng, n: _random_affine(hb.BatchNorm1d(n), rng),
               inputs={"batch5": (5, FEATURES), "batch2": (2, FEATURES), "NCL": (2, FEATURES, 3)}),
