@@ -148,7 +148,8 @@ class _BatchNorm(Module):
         return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
 
     def row_wise(self, x):
-        """In training the batch's own statistics mix its samples; in eval each is normalised alone."""
+        """With the running estimates (eval mode) each row is normalized alone; with the batch's
+        statistics every row moves every other."""
         if self.training or not self.track_running_stats:
             return "it normalizes with the batch's statistics (training mode)"
         return None
@@ -276,6 +277,13 @@ class LayerNorm(Module):
             self.bias.accumulate(dy.sum(axis=lead))
         g_hat = dy if self.weight is None else dy * self.weight.data
         return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
+
+    def row_wise(self, x):
+        """Each sample is normalized over its own trailing axes, unless x is a single sample of
+        the normalized shape."""
+        if x.ndim == 1 or len(self.normalized_shape) < x.ndim:
+            return None
+        return f"it normalizes over all of x's axes (shape {x.shape}), across the batch"
 
     def config_args(self):
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,

@@ -2,10 +2,10 @@
 backward (CS231n assignment 2, CMU 11-785 HW2), as mutants of handbp's own classes.
 
 Each entry has the zoo's format (``handbp.zoo.Bug``): ``build(rng)`` returns a small CNN with one
-bug planted, its loss, optimizer and a few batches of 1 × 8 × 8 images; crosscheck should diverge
-at ``where`` with ``hint``. The backwards here are written the naive way a student writes them, one
-kernel tap at a time, so that the bug is one visible line; read each docstring for what is wrong,
-and ``handbp.conv`` / ``handbp.pooling`` for what is right.
+bug planted, its loss, optimizer and a few batches of 1 × 8 × 8 images; where crosscheck should
+diverge, and with which hint, is in ``crosscheck.zoo``. The backwards here are written the naive
+way a student writes them, one kernel tap at a time, so that the bug is one visible line; read each
+docstring for what is wrong, and ``handbp.conv`` / ``handbp.pooling`` for what is right.
 """
 import numpy as np
 
@@ -18,20 +18,6 @@ from .losses import CrossEntropyLoss
 from .module import Sequential
 from .pooling import MaxPool2d
 from .zoo import Bug
-
-
-def _taps_backward(conv, dy, stride):
-    """dx_pad of a Conv2d (groups 1), tap by tap: for each (i, j), every output's gradient times
-    W[:, :, i, j] goes back to the input position that tap read, i + stride·ho (``stride`` is
-    what the caller believes the stride is). Returns dx_pad ``(N, C, H + 2p, W + 2p)``."""
-    (N, C, H, W), (_, _, Ho, Wo) = conv.last_shapes[0], dy.shape
-    (kh, kw), (ph, pw), (dh, dw) = conv.kernel_size, conv.padding, conv.dilation
-    dx_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            share = np.einsum("nohw,oc->nchw", dy, conv.weight.data[:, :, i, j])
-            dx_pad[:, :, i * dh:i * dh + stride * Ho:stride, j * dw:j * dw + stride * Wo:stride] += share
-    return dx_pad
 
 
 class Conv2dWeightGradFlipped(Conv2d):
@@ -61,7 +47,14 @@ class Conv2dPaddingKept(Conv2d):
 
     def backward(self, dy):
         super().backward(dy)                       # dW and db, right
-        return _taps_backward(self, dy, self.stride[0])
+        (N, C, H, W), (_, _, Ho, Wo) = self.last_shapes[0], dy.shape
+        (kh, kw), (ph, pw), (dh, dw), (sh, sw) = self.kernel_size, self.padding, self.dilation, self.stride
+        dx_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
+        for i in range(kh):                        # tap (i, j) read x_pad[s·h + d·i, s·w + d·j]
+            for j in range(kw):
+                share = np.einsum("nohw,oc->nchw", dy, self.weight.data[:, :, i, j])
+                dx_pad[:, :, i * dh:i * dh + sh * Ho:sh, j * dw:j * dw + sw * Wo:sw] += share
+        return dx_pad
 
 
 class Conv2dStrideIgnored(Conv2d):
@@ -71,8 +64,14 @@ class Conv2dStrideIgnored(Conv2d):
 
     def backward(self, dy):
         super().backward(dy)                       # dW and db, right
-        (ph, pw), (_, _, H, W) = self.padding, self.last_shapes[0]
-        return _taps_backward(self, dy, 1)[:, :, ph:ph + H, pw:pw + W].copy()
+        (N, C, H, W), (_, _, Ho, Wo) = self.last_shapes[0], dy.shape
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
+        dx_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                share = np.einsum("nohw,oc->nchw", dy, self.weight.data[:, :, i, j])
+                dx_pad[:, :, i * dh:i * dh + Ho, j * dw:j * dw + Wo] += share
+        return dx_pad[:, :, ph:ph + H, pw:pw + W].copy()
 
 
 class MaxPool2dGradToEveryElement(MaxPool2d):
@@ -108,17 +107,17 @@ def conv_case(**kwargs):
     return make
 
 
-ZOO = [
+BUGS = [
     Bug("conv-kernel-flipped-in-weight-grad", "dW computed as a true convolution (kernel flipped) where torch's "
-        "cross-correlation needs no flip", conv_case(first=Conv2dWeightGradFlipped), "flipped_kernel",
-        "0.weight (Conv2dWeightGradFlipped) grad"),
+        "cross-correlation needs no flip",
+        conv_case(first=Conv2dWeightGradFlipped)),
     Bug("conv-bias-grad-not-summed-over-batch", "the conv bias gradient summed over positions but not over the batch",
-        conv_case(first=Conv2dBiasNotSummed), "shape", "0.bias (Conv2dBiasNotSummed) grad"),
+        conv_case(first=Conv2dBiasNotSummed)),
     Bug("conv-padding-kept-in-input-grad", "the input gradient returned with the padding still on it",
-        conv_case(first=Conv2dPaddingKept), "padding", "0 (Conv2dPaddingKept) grad_input"),
+        conv_case(first=Conv2dPaddingKept)),
     Bug("conv-stride-ignored-in-input-grad", "a strided convolution's input gradient scattered as if the stride were 1",
-        conv_case(first=Conv2dStrideIgnored, stride=2), "stride", "0 (Conv2dStrideIgnored) grad_input"),
+        conv_case(first=Conv2dStrideIgnored, stride=2)),
     Bug("maxpool-grad-to-every-element", "max pooling's gradient sent to every element of the window, not only "
-        "to its maximum", conv_case(pool=MaxPool2dGradToEveryElement), "unrouted",
-        "2 (MaxPool2dGradToEveryElement) grad_input"),
+        "to its maximum",
+        conv_case(pool=MaxPool2dGradToEveryElement)),
 ]
