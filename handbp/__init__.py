@@ -29,3 +29,11 @@ __all__ = [
     "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
     "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",
 ]
+
+# -- recurrent networks: several inputs and outputs (handbp.structure), sequences, gradient clipping
+from . import nn, structure  # noqa: E402  (hb.nn.utils.clip_grad_norm_, as torch.nn.utils)
+from .embedding import Embedding  # noqa: E402
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from .shape import Flatten, SelectOutput  # noqa: E402
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "SelectOutput", "Flatten", "nn"]

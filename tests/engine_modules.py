@@ -16,6 +16,19 @@ LAYERS = {
     "LayerNorm": lambda: hb.LayerNorm(3), "LayerNorm-plain": lambda: hb.LayerNorm(3, elementwise_affine=False),
     "Dropout": lambda: hb.Dropout(0.5, rng=np.random.default_rng(0)),
     "Dropout-eval": lambda: hb.Dropout(0.5, rng=np.random.default_rng(0)).eval(),
+    "RNNCell": lambda: hb.RNNCell(3, 3, rng=np.random.default_rng(0)),
+    "GRUCell": lambda: hb.GRUCell(3, 3, rng=np.random.default_rng(0)),
+    "Flatten": hb.Flatten,
+}
+# the layers whose input or output is not one array of shape (4, 3): integer indices, tuples
+# (several inputs or outputs); tests/recurrent covers them
+STRUCTURED = {
+    "Embedding": lambda: hb.Embedding(5, 3, rng=np.random.default_rng(0)),
+    "SelectOutput": hb.SelectOutput,
+    "RNN": lambda: hb.RNN(3, 3, rng=np.random.default_rng(0)),
+    "LSTM": lambda: hb.LSTM(3, 3, rng=np.random.default_rng(0)),
+    "GRU": lambda: hb.GRU(3, 3, rng=np.random.default_rng(0)),
+    "LSTMCell": lambda: hb.LSTMCell(3, 3, rng=np.random.default_rng(0)),
 }
 LOSSES = {"MeanSquaredError": hb.MeanSquaredError, "MSELoss": hb.MSELoss, "CrossEntropyLoss": hb.CrossEntropyLoss,
           "BCEWithLogitsLoss": hb.BCEWithLogitsLoss}

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from engine_modules import LAYERS, LOSSES, SHAPE, public_classes, targets
+from engine_modules import LAYERS, LOSSES, SHAPE, STRUCTURED, public_classes, targets
 from fd import rng  # noqa: F401  (a fixture)
 
 
 def test_every_public_layer_and_loss_is_listed():
     layers = public_classes(hb.Module) - public_classes(hb.Loss) - {hb.Module, hb.Sequential, hb.DNN}
-    assert {type(make()) for make in LAYERS.values()} == layers
+    assert {type(make()) for make in {**LAYERS, **STRUCTURED}.values()} == layers
     assert {type(make()) for make in LOSSES.values()} == public_classes(hb.Loss) - {hb.Loss}
 
 

@@ -355,6 +355,14 @@ EXAMPLES = {
     "Sequential": [lambda: hb.Sequential(), lambda: hb.Sequential(hb.Linear(3, 2), hb.Sequential(hb.BatchNorm1d(2), hb.Tanh()),
                                                                   hb.LayerNorm(2), hb.Sequential(hb.Linear(2, 1, bias=False)))],
     "LeakyReLU": [lambda: hb.LeakyReLU(0.3)], "Softmax": [lambda: hb.Softmax(dim=0)], "GELU": [lambda: hb.GELU("tanh")],
+    "Embedding": [lambda: hb.Embedding(5, 3), lambda: hb.Embedding(4, 2, padding_idx=-1)],
+    "RNN": [lambda: hb.RNN(3, 4), lambda: hb.RNN(2, 3, 2, "relu", False, True, 0.5, True)],
+    "LSTM": [lambda: hb.LSTM(3, 4), lambda: hb.LSTM(2, 3, num_layers=2, bidirectional=True, batch_first=True)],
+    "GRU": [lambda: hb.GRU(3, 4, bias=False), lambda: hb.GRU(2, 3, num_layers=3, dropout=0.2)],
+    "RNNCell": [lambda: hb.RNNCell(3, 4), lambda: hb.RNNCell(2, 3, False, "relu")],
+    "LSTMCell": [lambda: hb.LSTMCell(3, 4), lambda: hb.LSTMCell(2, 3, bias=False)],
+    "GRUCell": [lambda: hb.GRUCell(3, 4)],
+    "SelectOutput": [lambda: hb.SelectOutput(1)], "Flatten": [lambda: hb.Flatten(0, 1)],
 }
 DECLARATION_CASES = [(name, i) for name in sorted(PUBLIC) for i in range(len(EXAMPLES.get(name, [PUBLIC[name]])))]
 
