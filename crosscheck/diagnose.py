@@ -110,7 +110,7 @@ def _update(check, a, b, before):
 def _zero(check, a, b, what):
     if a.any() or not b.any():
         return None
-    if check.quantity == "grad_input":
+    if check.quantity.split(".")[0] == "grad_input":
         return "zero", ("handbp's module returns an all-zero input gradient where torch's is not: the modules "
                         "below it receive nothing (a dropped or overwritten return value)"), None
     if check.quantity in ("grad", "grad_pred"):
@@ -181,7 +181,8 @@ def diagnose(check, context=None, ratio_tol=1e-6):
     if found:
         return found
     # no pattern in the values; but the checks run in causal order, so everything upstream matched
-    if check.quantity in _IN_CAUSAL_ORDER:
-        hint, text = _IN_CAUSAL_ORDER[check.quantity]
+    kind = check.quantity.split(".")[0]       # (output.h_n is an output, grad_input.h_0 an input gradient)
+    if kind in _IN_CAUSAL_ORDER:
+        hint, text = _IN_CAUSAL_ORDER[kind]
         return hint, text, None
     return None, "no simple pattern (not a constant factor, sign flip, transpose, zero or NaN)", None
