@@ -110,6 +110,11 @@ class Twin:
         h, ins = xt, [xt]
         for m in self.leaves:
             h = m(h)
+            if type(h) is tuple:
+                # each array of a tuple as its own alias: the gradient autograd gives for it is then
+                # the one that reached it from the next leaf, as handbp's (h_n = o ⊙ tanh(c_n):
+                # c_n's own tensor would also collect what reached h_n)
+                h = map_structure(lambda t: t.view_as(t), h)
             ins.append(h)
         loss = self.loss(h, self._target(y))
         flat = [flatten(t) for t in ins]                   # (one tensor each, unless a leaf passes a tuple)

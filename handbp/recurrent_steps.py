@@ -33,15 +33,20 @@ W_hh are halved once per call, so one ``tanh`` per step serves all the gates.
 import numpy as np
 
 
+# positional ``out`` arguments: a call on a small array costs about half of what it does with out=
+dot, add, subtract, multiply, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
+
+
 def _half_rows(W, halved, chunks):
-    """(W with the rows of the chunks in ``halved`` × ½) and the scale and shift that turn
-    tanh(½a) into σ(a) = ½ + ½ tanh(½a) for those chunks (and leave tanh(a) for the others)."""
+    """W with the rows of the chunks in ``halved`` × ½, transposed and contiguous for h W_hhᵀ (one
+    ``dot`` per step), and the scale and shift that turn tanh(½a) into σ(a) = ½ + ½ tanh(½a) for
+    those chunks (and leave tanh(a) for the others)."""
     H = W.shape[0] // chunks
     scale = np.ones(W.shape[0], dtype=W.dtype)
     for k in halved:
         scale[k * H:(k + 1) * H] = 0.5
     shift = np.where(scale == 0.5, scale, 0).astype(W.dtype)
-    return W * scale[:, None], scale, shift
+    return np.ascontiguousarray((W * scale[:, None]).T), scale, shift
 
 
 class RNNSteps:
@@ -59,27 +64,28 @@ class RNNSteps:
         T = len(gx)
         Hs = np.empty((T + 1,) + h0.shape, dtype=gx.dtype)
         Hs[0] = h0
-        WT = W_hh.T
+        WT = np.ascontiguousarray(W_hh.T)
         relu = self.nonlinearity == "relu"
         for t in range(T):
             a = Hs[t + 1]
-            np.matmul(Hs[t], WT, out=a)
-            a += gx[t]
+            dot(Hs[t], WT, a)
+            add(a, gx[t], a)
             if relu:
                 np.maximum(a, 0, out=a)
             else:
-                np.tanh(a, out=a)
+                tanh(a, a)
         return Hs, Hs[T], {"Hs": Hs}
 
     def backward(self, run, dH, dh, W_hh):
         """dh_t = dH[t] + da_{t+1} W_hh;  da_t = dh_t ⊙ (1 − h_t²) (tanh) or dh_t ⊙ [h_t > 0] (relu)."""
-        Hs = run["Hs"]
-        h = Hs[1:]
+        h = run["Hs"][1:]
         local = (h > 0).astype(h.dtype) if self.nonlinearity == "relu" else 1 - h * h   # da/dh, all steps at once
         dA = np.empty_like(h)
+        dh = dh.copy()
         for t in range(len(h) - 1, -1, -1):
-            np.multiply(dh + dH[t], local[t], out=dA[t])
-            dh = dA[t] @ W_hh
+            add(dh, dH[t], dh)
+            multiply(dh, local[t], dA[t])
+            dot(dA[t], W_hh, dh)
         return dA, dA, dh
 
 
@@ -99,8 +105,7 @@ class LSTMSteps:
     def forward(self, gx, state, W_hh, b_hh):
         (h0, c0), T = state, len(gx)
         N, H = h0.shape
-        W, scale, shift = _half_rows(W_hh, (0, 1, 3), 4)
-        WT = W.T
+        WT, scale, shift = _half_rows(W_hh, (0, 1, 3), 4)
         gates = gx                                    # filled in place: (T, N, 4H), then i, f, g, o
         gates *= scale
         i, f, g, o = (gates.reshape(T, N, 4, H)[:, :, k] for k in range(4))
@@ -108,17 +113,20 @@ class LSTMSteps:
         Cs = np.empty((T + 1, N, H), dtype=gx.dtype)
         tanh_c = np.empty((T, N, H), dtype=gx.dtype)
         Hs[0], Cs[0] = h0, c0
-        for t in range(T):
-            a = gates[t]
-            a += Hs[t] @ WT
-            np.tanh(a, out=a)
-            a *= scale                                # σ = ½ + ½ tanh(½a) for i, f, o
-            a += shift
-            c = Cs[t + 1]
-            np.multiply(f[t], Cs[t], out=c)
-            c += i[t] * g[t]
-            np.tanh(c, out=tanh_c[t])
-            np.multiply(o[t], tanh_c[t], out=Hs[t + 1])
+        hW, ig = np.empty((N, 4 * H), dtype=gx.dtype), np.empty((N, H), dtype=gx.dtype)
+        # step t's slices of every buffer (zip makes them in C, cheaper than indexing each one)
+        for a, h_prev, h, c_prev, c, tc, it, ft, gt, ot in zip(gates, Hs[:-1], Hs[1:], Cs[:-1], Cs[1:], tanh_c,
+                                                              i, f, g, o):
+            dot(h_prev, WT, hW)
+            add(a, hW, a)
+            tanh(a, a)
+            multiply(a, scale, a)                     # σ = ½ + ½ tanh(½a) for i, f, o
+            add(a, shift, a)
+            multiply(ft, c_prev, c)                   # c = f ⊙ c_{t−1} + i ⊙ g
+            multiply(it, gt, ig)
+            add(c, ig, c)
+            tanh(c, tc)                               # h = o ⊙ tanh(c)
+            multiply(ot, tc, h)
         return Hs, (Hs[T], Cs[T]), {"Hs": Hs, "Cs": Cs, "tanh_c": tanh_c, "gates": (i, f, g, o)}
 
     def backward(self, run, dH, d_state, W_hh):
@@ -130,20 +138,23 @@ class LSTMSteps:
         T, N, H = tc.shape
         # the factors that do not depend on the recurrence, for all steps at once
         dc_from_dh = o * (1 - tc * tc)
-        k_i, k_f, k_g, k_o = g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)
-        dA = np.empty((T, N, 4 * H), dtype=tc.dtype)
-        da_i, da_f, da_g, da_o = (dA.reshape(T, N, 4, H)[:, :, k] for k in range(4))
-        dh, dc = d_state
-        for t in range(T - 1, -1, -1):
-            dh = dh + dH[t]
-            dc = dc + dh * dc_from_dh[t]
-            np.multiply(dc, k_i[t], out=da_i[t])
-            np.multiply(dc, k_f[t], out=da_f[t])
-            np.multiply(dc, k_g[t], out=da_g[t])
-            np.multiply(dh, k_o[t], out=da_o[t])
-            dc = dc * f[t]                            # to c_{t−1}
-            dh = dA[t] @ W_hh                         # to h_{t−1}
-        return dA, dA, (dh, dc)
+        k_ifg = np.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], axis=2)   # (T, N, 3, H)
+        k_o = tc * o * (1 - o)
+        dA = np.empty((T, N, 4, H), dtype=tc.dtype)
+        da_ifg, da_o, dA_t = dA[:, :, :3], dA[:, :, 3], dA.reshape(T, N, 4 * H)
+        dh, dc = d_state[0].copy(), d_state[1].copy()
+        dc_each, tmp = dc[:, None, :], np.empty_like(dc)     # (dc for each of the gates i, f, g)
+        back = slice(None, None, -1)                  # the steps, last first
+        for dH_t, k_dc, k3, ko, ft, da3, dao, da in zip(dH[back], dc_from_dh[back], k_ifg[back], k_o[back], f[back],
+                                                        da_ifg[back], da_o[back], dA_t[back]):
+            add(dh, dH_t, dh)
+            multiply(dh, k_dc, tmp)
+            add(dc, tmp, dc)
+            multiply(dc_each, k3, da3)                # da_i, da_f, da_g
+            multiply(dh, ko, dao)
+            multiply(dc, ft, dc)                      # to c_{t−1}
+            dot(da, W_hh, dh)                         # to h_{t−1}
+        return dA_t, dA_t, (dh, dc)
 
 
 class GRUSteps:
@@ -165,7 +176,7 @@ class GRUSteps:
     def forward(self, gx, h0, W_hh, b_hh):
         T, (N, H) = len(gx), h0.shape
         b_hn = None if b_hh is None else b_hh[2 * H:]
-        W, scale, shift = _half_rows(W_hh, (0, 1), 3)
+        WT, scale, shift = _half_rows(W_hh, (0, 1), 3)
         gx[:, :, :2 * H] *= scale[:2 * H]
         gh = np.empty((T, N, 3 * H), dtype=gx.dtype)  # h W_hhᵀ (+ b_hn): gh_n is needed backward
         rz = np.empty((T, N, 2 * H), dtype=gx.dtype)
@@ -174,23 +185,24 @@ class GRUSteps:
         r, z = rz[:, :, :H], rz[:, :, H:]
         Hs = np.empty((T + 1, N, H), dtype=gx.dtype)
         Hs[0] = h0
-        WT, s, b = W.T, scale[:2 * H], shift[:2 * H]
+        s, b = scale[:2 * H], shift[:2 * H]
         for t in range(T):
-            np.matmul(Hs[t], WT, out=gh[t])
-            a = rz[t]
-            np.add(gx_rz[t], gh_rz[t], out=a)
-            np.tanh(a, out=a)
-            a *= s
-            a += b
+            dot(Hs[t], WT, gh[t])
+            a = rz[t]                                  # r, z = σ(…), as ½ + ½ tanh(½ …)
+            add(gx_rz[t], gh_rz[t], a)
+            tanh(a, a)
+            multiply(a, s, a)
+            add(a, b, a)
             if b_hn is not None:
-                gh_n[t] += b_hn
-            np.multiply(r[t], gh_n[t], out=n[t])
-            n[t] += gx_n[t]
-            np.tanh(n[t], out=n[t])
+                add(gh_n[t], b_hn, gh_n[t])
+            nt = n[t]                                  # n = tanh(gx_n + r ⊙ gh_n)
+            multiply(r[t], gh_n[t], nt)
+            add(nt, gx_n[t], nt)
+            tanh(nt, nt)
             h = Hs[t + 1]                              # h = n + z ⊙ (h_{t−1} − n)
-            np.subtract(Hs[t], n[t], out=h)
-            h *= z[t]
-            h += n[t]
+            subtract(Hs[t], nt, h)
+            multiply(h, z[t], h)
+            add(h, nt, h)
         return Hs, Hs[T], {"Hs": Hs, "gates": (r, z, n), "gh_n": gh_n}
 
     def backward(self, run, dH, dh, W_hh):
@@ -205,12 +217,15 @@ class GRUSteps:
         dGx = np.empty((T, N, 3 * H), dtype=n.dtype)
         dGh = np.empty((T, N, 3 * H), dtype=n.dtype)
         da_r, da_z, da_n, dh_hn = dGh[:, :, :H], dGh[:, :, H:2 * H], dGx[:, :, 2 * H:], dGh[:, :, 2 * H:]
+        dh, tmp = dh.copy(), np.empty_like(dh)
         for t in range(T - 1, -1, -1):
-            dh = dh + dH[t]
-            np.multiply(dh, k_n[t], out=da_n[t])
-            np.multiply(dh, k_z[t], out=da_z[t])
-            np.multiply(da_n[t], k_r[t], out=da_r[t])
-            np.multiply(da_n[t], r[t], out=dh_hn[t])
-            dh = dh * z[t] + dGh[t] @ W_hh
+            add(dh, dH[t], dh)
+            multiply(dh, k_n[t], da_n[t])
+            multiply(dh, k_z[t], da_z[t])
+            multiply(da_n[t], k_r[t], da_r[t])
+            multiply(da_n[t], r[t], dh_hn[t])
+            multiply(dh, z[t], dh)                     # dh_{t−1} = dh ⊙ z + dGh W_hh
+            dot(dGh[t], W_hh, tmp)
+            add(dh, tmp, dh)
         dGx[:, :, :2 * H] = dGh[:, :, :2 * H]          # r and z: the same pre-activation on both sides
         return dGx, dGh, dh
