@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from . import validate
+from . import structure, validate
 from .errors import CallOrderError, LayerTypeError, LayerValueError, describe
 from .layers import init_rng
 from .module import Module, Parameter, own_float_array
@@ -46,6 +46,11 @@ def _check_sizes(owner, input_size, hidden_size):
 def _init(rng, bound, shape, dtype):
     """U(−bound, bound), torch's init for every recurrent parameter (bound = 1/√hidden_size)."""
     return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+def _given(v):
+    """A value as an error shows it: a tuple by its structure and shapes."""
+    return f"a tuple {structure.describe_structure(v)}" if type(v) is tuple else describe(v)
 
 
 def _accumulate(params, grads):
@@ -79,7 +84,7 @@ class _Recurrent(Module):
             return data, None
         if self._is_lstm():
             if type(hx) is not tuple or len(hx) != 2:
-                raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {describe(hx)}")
+                raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {_given(hx)}")
             return data, (own_float_array(hx[0], "hx[0]", dtype), own_float_array(hx[1], "hx[1]", dtype))
         return data, own_float_array(hx, "hx", dtype)
 
@@ -95,11 +100,11 @@ class _Recurrent(Module):
         """hx (an LSTM's (h0, c0)) against the expected ``shape``; returns a tuple of states."""
         states = hx if self._is_lstm() else (hx,)
         if self._is_lstm() and (type(hx) is not tuple or len(hx) != 2):
-            raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {describe(hx)}")
+            raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {_given(hx)}")
         for k, s in enumerate(states):
             name = f"hx[{k}]" if self._is_lstm() else "hx"
             if not isinstance(s, np.ndarray) or s.dtype != dtype:
-                raise LayerTypeError(self, f"{name}: expected an array of dtype {dtype}, got {describe(s)}")
+                raise LayerTypeError(self, f"{name}: expected an array of dtype {dtype}, got {_given(s)}")
             if s.shape != shape:
                 raise LayerValueError(self, f"{name}: expected shape {shape}, got {s.shape}")
         return states
@@ -116,13 +121,13 @@ class _Recurrent(Module):
         names = ["grad_output"] + [f"grad_{n}" for n in (("h_n", "c_n") if self._is_lstm() else ("h_n",))]
         if parts is None or len(parts) > len(names):
             raise LayerValueError(self, f"grad_output: expected the structure of the output "
-                                        f"{self._structure_text()} (any part None), got {describe(dy)}")
+                                        f"{self._structure_text()} (any part None), got {_given(dy)}")
         parts += [None] * (len(names) - len(parts))
         for part, name, shape in zip(parts, names, shapes):
             if part is not None and not (isinstance(part, np.ndarray) and part.shape == shape and part.dtype == dtype):
                 error = LayerValueError if isinstance(part, np.ndarray) and part.dtype == dtype else LayerTypeError
                 raise error(self, f"{name}: expected shape {shape} and dtype {dtype} (the last forward's), "
-                                  f"got {describe(part)}")
+                                  f"got {_given(part)}")
         return parts
 
     def _structure_text(self):
@@ -554,7 +559,7 @@ class RNNCellBase(_Recurrent):
         if self._is_lstm():
             parts = list(dy) if type(dy) is tuple and len(dy) == 2 else [dy, None] if type(dy) is not tuple else None
             if parts is None:
-                raise LayerValueError(self, f"grad_output: expected (dh, dc) (either may be None), got {describe(dy)}")
+                raise LayerValueError(self, f"grad_output: expected (dh, dc) (either may be None), got {_given(dy)}")
         else:
             parts = [dy]
             if dy is None:
