@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 
 HINTS = ("transpose", "shape", "missing", "nonfinite", "accumulated", "reset", "never_updated", "weight_decay",
-         "zero", "sign", "factor", "local_derivative", "forward", "param_grad")
+         "zero", "sign", "factor", "local_derivative", "forward", "param_grad", "through_time")
 
 
 def _fraction_text(k):
@@ -143,6 +143,27 @@ def _factor(a, b, what, context, ratio_tol):
     return "factor", f"handbp = {shown} × torch{of}, everywhere: {cause}", k
 
 
+def _through_time(check, a, b, context):
+    """A recurrent layer's input gradient right at the last steps of the sequence and wrong at every
+    step before them: the gradient carried back from step t + 1 to step t is lost on the way. The
+    time axis is the first (time-major, or one sequence) or the second (batch_first)."""
+    if check.quantity.split(".")[0] != "grad_input" or a.ndim < 2:
+        return None
+    rel = 1e-6 if np.asarray(check.a).dtype == np.float64 else 1e-3
+    for axis in range(min(a.ndim - 1, 2)):
+        n = a.shape[axis]
+        if n < 3:
+            continue
+        A, B = (np.moveaxis(v, axis, 0).reshape(n, -1) for v in (a, b))
+        close = np.all(np.abs(A - B) <= rel * np.abs(B).max(axis=1, keepdims=True), axis=1)
+        k = n - int(np.flatnonzero(~close)[-1]) - 1 if not close.all() else n
+        if 0 < k < n and not close[:n - k].any():
+            return "through_time", (f"handbp's input gradient matches torch's at the last {k} of {n} steps (axis "
+                                    f"{axis}) and at none before them: what is carried back through time (dh, and "
+                                    "dc in an LSTM, from step t + 1 to step t) is dropped, cut short or wrong"), None
+    return None
+
+
 _IN_CAUSAL_ORDER = {
     "grad_input": ("local_derivative", "the gradient arriving at this module matched torch's, the one it returns "
                    "does not, by a factor that varies element to element: this module's own backward is wrong (a "
@@ -177,7 +198,7 @@ def diagnose(check, context=None, ratio_tol=1e-6):
         if found:
             return found
         a, b, what = a - before, b - before, "the update"
-    found = _zero(check, a, b, what) or _factor(a, b, what, context, ratio_tol)
+    found = _zero(check, a, b, what) or _factor(a, b, what, context, ratio_tol) or _through_time(check, a, b, context)
     if found:
         return found
     # no pattern in the values; but the checks run in causal order, so everything upstream matched

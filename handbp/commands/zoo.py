@@ -14,7 +14,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..zoo import ZOO
+    from ..zoo import ZOO as plain
+    from ..zoo_rnn import BUGS as recurrent
+    ZOO = plain + recurrent
     if args.list:
         for bug in ZOO:
             print(f"{bug.name:42s} {bug.summary}")
