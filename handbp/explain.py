@@ -28,6 +28,10 @@ def _numbers(a, k):
 
 
 def _value(a, k):
+    if a is None:                         # no gradient (an Embedding's integer input)
+        return "None"
+    if type(a) is tuple:                  # several outputs or inputs (handbp.structure)
+        return "(" + ", ".join(_value(p, k) for p in a) + ")"
     a = np.asarray(a)
     if a.ndim == 0:
         return f"{float(a):.6g}"
@@ -148,6 +152,8 @@ def explain(model, loss, x, y, *, torch="auto", numbers=4):
             full = names[id(p)]
             grads[full] = p.grad
             lines.append(f"  produces dL/d({full}) {_value(p.grad, numbers)}" + beside(p.grad, f"grad:{full}"))
+        if hasattr(m, "format_unrolled"):     # a recurrent layer: its steps, the newest first
+            lines += ["  " + line for line in m.format_unrolled(numbers=numbers)]
         rows.append({"path": path, "type": type(m).__name__, "derivative": _derivative(m),
                      "grad_input": rec.grad_inputs[path], "grads": grads})
     all_match = None if ref is None else all(verdicts)

@@ -60,78 +60,66 @@ def _accumulate(params, grads):
 
 
 class _Recurrent(Module):
-    """What the sequence layers and the cells share: the input's structure, the states, the gate
-    names, and the one-layer, one-direction pass (``_run`` / ``_run_backward``)."""
+    """What the sequence layers and the cells share: the input's structure, the states (a tuple:
+    (h,), or (h, c) for an LSTM), the gate names, and the one-layer, one-direction pass (``_run``,
+    ``_run_backward``)."""
 
     gate_names = ()
     input_names = ("input", "h_0")
     output_names = ("output", "h_n")
 
-    def _is_lstm(self):
-        return isinstance(self.steps, LSTMSteps)
-
-    # -- the input: x or (x, hx)
+    # -- the input: x or (x, hx); hx is h0, or (h0, c0) for an LSTM
     def check_input(self, x, dtype):
         """``x`` or ``(x, hx)``: floating arrays of the model's dtype, all finite, made the model's
-        own (``hx`` may be None; for an LSTM it is ``(h0, c0)``)."""
-        if type(x) is not tuple:
-            return own_float_array(x, "x", dtype)
-        if len(x) != 2:
-            raise LayerValueError(self, f"x: expected an array or a pair (x, hx), got a tuple of {len(x)}")
-        data, hx = x
-        data = own_float_array(data, "x", dtype)
+        own (``hx`` may be None)."""
+        x, hx, packed = self._unpack(x)
+        x = own_float_array(x, "x", dtype)
+        if not packed:
+            return x
         if hx is None:
-            return data, None
-        if self._is_lstm():
-            if type(hx) is not tuple or len(hx) != 2:
-                raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {_given(hx)}")
-            return data, (own_float_array(hx[0], "hx[0]", dtype), own_float_array(hx[1], "hx[1]", dtype))
-        return data, own_float_array(hx, "hx", dtype)
+            return x, None
+        names = self._state_names()
+        states = [own_float_array(s, name, dtype) for s, name in zip(self._states_of(hx), names)]
+        return x, (tuple(states) if len(states) > 1 else states[0])
 
     def _unpack(self, x):
-        """(x, hx or None, whether hx was given as part of the input)."""
-        if type(x) is tuple:
-            if len(x) != 2:
-                raise LayerValueError(self, f"x: expected an array or a pair (x, hx), got a tuple of {len(x)}")
-            return x[0], x[1], True
-        return x, None, False
+        """(x, hx or None, whether x came as the pair (x, hx))."""
+        if type(x) is not tuple:
+            return x, None, False
+        if len(x) != 2:
+            raise LayerValueError(self, f"x: expected an array or a pair (x, hx), got a tuple of {len(x)}")
+        return x[0], x[1], True
 
-    def _check_state(self, hx, shape, dtype):
-        """hx (an LSTM's (h0, c0)) against the expected ``shape``; returns a tuple of states."""
-        states = hx if self._is_lstm() else (hx,)
-        if self._is_lstm() and (type(hx) is not tuple or len(hx) != 2):
+    def _state_names(self):
+        return ("hx[0]", "hx[1]") if self.steps.states == 2 else ("hx",)
+
+    def _states_of(self, hx):
+        """hx as the tuple of its states: (h0,), or (h0, c0) for an LSTM (which must give a pair)."""
+        if self.steps.states == 1:
+            return (hx,)
+        if type(hx) is not tuple or len(hx) != 2:
             raise LayerTypeError(self, f"hx: expected a pair (h_0, c_0), got {_given(hx)}")
-        for k, s in enumerate(states):
-            name = f"hx[{k}]" if self._is_lstm() else "hx"
+        return hx
+
+    def _check_states(self, hx, shape, dtype):
+        """hx's states, each an array of ``shape`` and ``dtype``."""
+        states = self._states_of(hx)
+        for s, name in zip(states, self._state_names()):
             if not isinstance(s, np.ndarray) or s.dtype != dtype:
                 raise LayerTypeError(self, f"{name}: expected an array of dtype {dtype}, got {_given(s)}")
             if s.shape != shape:
                 raise LayerValueError(self, f"{name}: expected shape {shape}, got {s.shape}")
         return states
 
-    def _grad_parts(self, dy, shapes, dtype):
-        """The parts of ``dy`` (the gradient of (output, state...)), checked against ``shapes``;
-        a part may be None, a plain array is the gradient of ``output`` alone."""
-        if type(dy) is not tuple:
-            parts = [dy]
-        elif len(dy) == 2 and (dy[1] is None or not self._is_lstm() or type(dy[1]) is tuple):
-            parts = [dy[0]] + (list(dy[1]) if self._is_lstm() and type(dy[1]) is tuple else [dy[1]])
-        else:
-            parts = None
-        names = ["grad_output"] + [f"grad_{n}" for n in (("h_n", "c_n") if self._is_lstm() else ("h_n",))]
-        if parts is None or len(parts) > len(names):
-            raise LayerValueError(self, f"grad_output: expected the structure of the output "
-                                        f"{self._structure_text()} (any part None), got {_given(dy)}")
-        parts += [None] * (len(names) - len(parts))
-        for part, name, shape in zip(parts, names, shapes):
-            if part is not None and not (isinstance(part, np.ndarray) and part.shape == shape and part.dtype == dtype):
-                error = LayerValueError if isinstance(part, np.ndarray) and part.dtype == dtype else LayerTypeError
-                raise error(self, f"{name}: expected shape {shape} and dtype {dtype} (the last forward's), "
-                                  f"got {_given(part)}")
-        return parts
-
-    def _structure_text(self):
-        return "(output, (h_n, c_n))" if self._is_lstm() else "(output, h_n)"
+    def _packed(self, x, states):
+        """The gradients of the inputs in the structure the input came in: dx, (dx, None) or
+        (dx, dh0) / (dx, (dh0, dc0))."""
+        packed, given = self.last_form[2], self.last_form[3]
+        if not packed:
+            return x
+        if not given:
+            return x, None
+        return x, (tuple(states) if len(states) > 1 else states[0])
 
     # -- one layer, one direction
     def _run(self, X, state0, W_ih, W_hh, b_ih, b_hh, reverse=False):
@@ -159,18 +147,25 @@ class _Recurrent(Module):
         dX = (dGx @ W_ih).reshape(T, N, -1)
         return (dX[::-1] if run["reverse"] else dX), d_state0, grads
 
+    def _need_forward(self):
+        if self.last_runs is None:
+            raise CallOrderError(self, "backward() called before forward(); run the forward pass first, it caches "
+                                       "what backward needs")
+
     # -- explain: the unrolled steps
     def unrolled(self, layer=0, direction=0, sample=0):
         """The last forward's steps of one layer and direction for one sample, in the order they
         were taken: a list of ``{"t": position in the sequence, gate name: values, ("c": the cell
         state,) "h": the hidden state}``, each value an array (hidden_size,)."""
-        runs = self._last_runs()
+        runs = self.last_runs
+        if not runs:
+            raise LayerValueError(self, "unrolled: no forward has run yet; call the module on a sequence first")
         D = 2 if getattr(self, "bidirectional", False) else 1
-        layer = validate.integer((self, "unrolled"), "layer", layer, low=0, high=getattr(self, "num_layers", 1) - 1)
-        direction = validate.integer((self, "unrolled"), "direction", direction, low=0, high=D - 1)
+        owner = (self, "unrolled")
+        layer = validate.integer(owner, "layer", layer, low=0, high=getattr(self, "num_layers", 1) - 1)
+        direction = validate.integer(owner, "direction", direction, low=0, high=D - 1)
         run = runs[layer * D + direction]
-        n = run["Hs"].shape[1]
-        sample = validate.integer((self, "unrolled"), "sample", sample, low=0, high=n - 1)
+        sample = validate.integer(owner, "sample", sample, low=0, high=run["Hs"].shape[1] - 1)
         T = len(run["Hs"]) - 1
         out = []
         for k in range(T):
@@ -184,27 +179,30 @@ class _Recurrent(Module):
         return out
 
     def format_unrolled(self, layer=0, direction=0, sample=0, numbers=4):
-        """``unrolled``'s steps as text, the newest first (the order backpropagation visits them)."""
+        """``unrolled``'s steps as lines of text, the newest first (the order backpropagation visits
+        them), ``numbers`` values of each array."""
         numbers = validate.integer((self, "format_unrolled"), "numbers", numbers, low=1)
         steps = self.unrolled(layer, direction, sample)
-        title = f"{type(self).__name__}: layer {layer}{', reverse' if direction else ''}, sample {sample}, " \
-                f"{len(steps)} steps, newest first"
-        lines = [title]
+        lines = [f"{type(self).__name__}: layer {layer}{', reverse' if direction else ''}, sample {sample}, "
+                 f"{len(steps)} steps, newest first"]
         for k, step in reversed(list(enumerate(steps))):
             parts = [f"{name} {_numbers(v, numbers)}" for name, v in step.items() if name != "t"]
             lines.append(f"  step {k} (t = {step['t']}): " + "  ".join(parts))
         return lines
 
-    def _last_runs(self):
-        runs = getattr(self, "last_runs", None)
-        if not runs:
-            raise LayerValueError(self, "unrolled: no forward has run yet; call the module on a sequence first")
-        return runs
-
 
 def _numbers(a, k):
     flat = np.asarray(a).ravel()
     return "[" + ", ".join(f"{v:.4g}" for v in flat[:k]) + (", …" if flat.size > k else "") + "]"
+
+
+def _check_grads(module, parts, names, shapes, dtype):
+    """Each given part of an upstream gradient: None, or an array of its shape and dtype."""
+    for part, name, shape in zip(parts, names, shapes):
+        if part is not None and not (isinstance(part, np.ndarray) and part.shape == shape and part.dtype == dtype):
+            error = LayerValueError if isinstance(part, np.ndarray) and part.dtype == dtype else LayerTypeError
+            raise error(module, f"{name}: expected shape {shape} and dtype {dtype} (the last forward's), "
+                                f"got {_given(part)}")
 
 
 # -- the sequence layers ------------------------------------------------------------------------
@@ -233,27 +231,19 @@ class RNNBase(_Recurrent):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
         bound = 1 / math.sqrt(hidden_size)
-        for name, shape in self.state_shapes(**self._shape_args()):
+        for name, shape in self.state_shapes(input_size, hidden_size, num_layers, bias, bidirectional=bidirectional):
             setattr(self, name, Parameter(_init(rng, bound, shape, dtype)))
         # the masks of the dropout between layers come from their own generator (seeded from rng)
         seed = rng.integers(2**31) if isinstance(rng, np.random.Generator) else rng.randint(2**31 - 1)
         self.dropout_rng = np.random.default_rng(int(seed))
         self.last_runs = self.last_masks = self.last_form = None
 
-    def _shape_args(self):
-        return dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                    bias=self.bias, bidirectional=self.bidirectional)
-
-    @classmethod
-    def _chunks(cls):
-        return cls.chunks
-
     @classmethod
     def state_shapes(cls, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                      bidirectional=False, **_):
         """Per layer and direction: weight_ih_l{k}[_reverse] (chunks·H, input size of the layer),
         weight_hh_l{k} (chunks·H, H), bias_ih_l{k} and bias_hh_l{k} (chunks·H,); see ``Module.state_shapes``."""
-        G, D = cls._chunks() * hidden_size, 2 if bidirectional else 1
+        G, D = cls.chunks * hidden_size, 2 if bidirectional else 1
         for layer in range(num_layers):
             for direction in range(D):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
@@ -285,49 +275,12 @@ class RNNBase(_Recurrent):
         return None
 
     def _weights(self, k):
+        """The Parameters (None where there is no bias) of layer and direction k = layer · D + direction."""
         layer, direction = divmod(k, 2 if self.bidirectional else 1)
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         return [getattr(self, f"{w}{suffix}", None) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
-    # -- forward
-    def forward(self, x):
-        """Each layer, each direction: the recurrence over the sequence (``handbp.recurrent_steps``);
-        caches every run, the dropout masks and the input's form."""
-        x, hx, packed = self._unpack(x)
-        L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
-        X, batched = self._time_major(x)
-        T, N, _ = X.shape
-        state_shape = (L * D, N, H) if batched else (L * D, H)
-        if hx is None:
-            states = [np.zeros((L * D, N, H), dtype=X.dtype)] * (2 if self._is_lstm() else 1)
-        else:
-            states = [s if batched else s[:, None, :] for s in self._check_state(hx, state_shape, X.dtype)]
-        runs, masks, last = [], [], []
-        for layer in range(L):
-            Y = np.empty((T, N, D * H), dtype=X.dtype)
-            for direction in range(D):
-                k = layer * D + direction
-                W_ih, W_hh, b_ih, b_hh = (None if p is None else p.data for p in self._weights(k))
-                state0 = tuple(s[k] for s in states) if self._is_lstm() else states[0][k]
-                Y[:, :, direction * H:(direction + 1) * H], state_n, run = self._run(
-                    X, state0, W_ih, W_hh, b_ih, b_hh, reverse=direction == 1)
-                runs.append(run)
-                last.append(state_n if self._is_lstm() else (state_n,))
-            X = Y
-            if layer < L - 1 and self.training and self.dropout > 0:       # dropout between layers
-                mask = self.dropout_rng.random(Y.shape) >= self.dropout
-                scale = 0.0 if self.dropout == 1 else 1.0 / (1.0 - self.dropout)
-                X = Y * (mask * Y.dtype.type(scale))
-                masks.append((mask, scale))
-            else:
-                masks.append(None)
-        self.last_runs, self.last_masks = runs, masks
-        self.last_form = (x.shape, batched, packed, hx is not None, x.dtype)
-        output = X.transpose(1, 0, 2) if batched and self.batch_first else X if batched else X[:, 0]
-        finals = [np.stack([s[j] for s in last]) for j in range(len(last[0]))]
-        finals = [f if batched else f[:, 0] for f in finals]
-        return (output, tuple(finals)) if self._is_lstm() else (output, finals[0])
-
+    # -- layouts: the user's (batch_first, unbatched) and the time-major one the loops use
     def _time_major(self, x):
         """x as (T, N, input_size) (a view), and whether it had a batch axis."""
         if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
@@ -339,50 +292,102 @@ class RNNBase(_Recurrent):
             return x[:, None, :], False
         return (x.transpose(1, 0, 2) if self.batch_first else x), True
 
+    def _users(self, Y, batched):
+        """A time-major (T, N, ·) array in the user's layout."""
+        return (Y.transpose(1, 0, 2) if self.batch_first else Y) if batched else Y[:, 0]
+
+    def _states_shape(self, N, batched):
+        L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
+        return (L * D, N, H) if batched else (L * D, H)
+
+    # -- forward
+    def forward(self, x):
+        """Each layer, each direction: the recurrence over the sequence (``_run``), the outputs of the
+        two directions side by side, dropout before the next layer in training. Caches every run, the
+        dropout masks and the input's form."""
+        x, hx, packed = self._unpack(x)
+        L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
+        X, batched = self._time_major(x)
+        T, N, _ = X.shape
+        if hx is None:
+            states0 = [np.zeros((L * D, N, H), dtype=X.dtype)] * self.steps.states
+        else:
+            states0 = [s if batched else s[:, None, :]
+                       for s in self._check_states(hx, self._states_shape(N, batched), X.dtype)]
+        runs, masks, finals = [], [], []
+        for layer in range(L):
+            Y = np.empty((T, N, D * H), dtype=X.dtype)
+            for direction in range(D):
+                k = layer * D + direction
+                weights = [None if p is None else p.data for p in self._weights(k)]
+                Y[:, :, direction * H:(direction + 1) * H], last, run = self._run(
+                    X, tuple(s[k] for s in states0), *weights, reverse=direction == 1)
+                runs.append(run)
+                finals.append(last)
+            X, mask = self._dropout(Y) if layer < L - 1 else (Y, None)
+            masks.append(mask)
+        self.last_runs, self.last_masks = runs, masks
+        self.last_form = (x.shape, batched, packed, hx is not None, x.dtype)
+        states = [np.stack(s) if batched else np.stack(s)[:, 0] for s in zip(*finals)]   # (L·D, N, H) each
+        return self._users(X, batched), (tuple(states) if len(states) > 1 else states[0])
+
+    def _dropout(self, Y):
+        """Y ⊙ mask / (1 − p) in training with dropout (torch's, between layers), and (mask, scale)."""
+        if not (self.training and self.dropout > 0):
+            return Y, None
+        mask = self.dropout_rng.random(Y.shape) >= self.dropout
+        scale = 0.0 if self.dropout == 1 else 1.0 / (1.0 - self.dropout)
+        return Y * (mask * Y.dtype.type(scale)), (mask, scale)
+
     # -- backward
     def backward(self, dy):
         """Back through the layers, the top one first: each direction's ``_run_backward`` (BPTT),
         the two directions' input gradients summed, the dropout mask applied on the way down."""
-        if self.last_runs is None:
-            raise CallOrderError(self, "backward() called before forward(); run the forward pass first, it caches "
-                                       "what backward needs")
+        self._need_forward()
         shape, batched, packed, given, dtype = self.last_form
         L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
         T, N = (shape[1], shape[0]) if batched and self.batch_first else (shape[0], shape[1] if batched else 1)
-        out_shape = (shape[0], shape[1], D * H) if batched else (T, D * H)
-        state_shape = (L * D, N, H) if batched else (L * D, H)
-        parts = self._grad_parts(dy, [out_shape] + [state_shape] * (2 if self._is_lstm() else 1), dtype)
-        d_out, d_finals = parts[0], [np.zeros((L * D, N, H), dtype) if d is None else d if batched else d[:, None, :]
-                                     for d in parts[1:]]
-        if d_out is None:
-            dY = np.zeros((T, N, D * H), dtype)
-        else:
-            dY = d_out.transpose(1, 0, 2) if batched and self.batch_first else d_out if batched else d_out[:, None, :]
-        grads, d_states = {}, [np.empty((L * D, N, H), dtype) for _ in d_finals]
+        d_out, d_finals = self._upstream(dy, (shape[:2] if batched else (T,)) + (D * H,),
+                                         self._states_shape(N, batched), dtype)
+        dY = np.zeros((T, N, D * H), dtype) if d_out is None else self._time_major_grad(d_out, batched)
+        d_finals = [np.zeros((L * D, N, H), dtype) if d is None else d if batched else d[:, None, :] for d in d_finals]
+        grads, d_states0 = {}, [np.empty((L * D, N, H), dtype) for _ in d_finals]
         for layer in reversed(range(L)):
             mask = self.last_masks[layer]
             if mask is not None:
                 dY = dY * (mask[0] * dtype.type(mask[1]))
-            dX = None
+            dX = 0
             for direction in range(D):
                 k = layer * D + direction
-                params = self._weights(k)
-                d_last = tuple(d[k] for d in d_finals) if self._is_lstm() else d_finals[0][k]
-                dXd, d_state0, grads[k] = self._run_backward(self.last_runs[k], dY[:, :, direction * H:(direction + 1) * H],
-                                                             d_last, params[0].data, params[1].data)
-                for j, d in enumerate(d_state0 if self._is_lstm() else (d_state0,)):
-                    d_states[j][k] = d
-                dX = dXd if dX is None else dX + dXd
+                W_ih, W_hh = self._weights(k)[0].data, self._weights(k)[1].data
+                dXd, d_first, grads[k] = self._run_backward(self.last_runs[k], dY[:, :, direction * H:(direction + 1) * H],
+                                                            tuple(d[k] for d in d_finals), W_ih, W_hh)
+                for d, v in zip(d_states0, d_first):
+                    d[k] = v
+                dX = dX + dXd
             dY = dX
         for k, g in grads.items():           # every gradient computed: now accumulate
             _accumulate(self._weights(k), g)
-        dx = dY.transpose(1, 0, 2) if batched and self.batch_first else dY if batched else dY[:, 0]
-        if not packed:
-            return dx
-        if not given:
-            return dx, None
-        d_states = [d if batched else d[:, 0] for d in d_states]
-        return dx, (tuple(d_states) if self._is_lstm() else d_states[0])
+        return self._packed(self._users(dY, batched), [d if batched else d[:, 0] for d in d_states0])
+
+    def _time_major_grad(self, d, batched):
+        return (d.transpose(1, 0, 2) if self.batch_first else d) if batched else d[:, None, :]
+
+    def _upstream(self, dy, out_shape, state_shape, dtype):
+        """dy's gradient of ``output`` and those of the last states (each None if not given),
+        checked: dy is (d_output, d_h_n) or (d_output, (d_h_n, d_c_n)), or an array (d_output)."""
+        n = self.steps.states
+        if type(dy) is not tuple:
+            parts = [dy] + [None] * n
+        elif len(dy) == 2 and (dy[1] is None or n == 1 or type(dy[1]) is tuple and len(dy[1]) == n):
+            parts = [dy[0]] + ([None] * n if dy[1] is None else list(dy[1]) if n > 1 else [dy[1]])
+        else:
+            raise LayerValueError(self, "grad_output: expected the structure of the output "
+                                        f"{'(output, (h_n, c_n))' if n > 1 else '(output, h_n)'} (any part None), "
+                                        f"got {_given(dy)}")
+        names = ["grad_output", "grad_h_n", "grad_c_n"][:n + 1]
+        _check_grads(self, parts, names, [out_shape] + [state_shape] * n, dtype)
+        return parts[0], parts[1:]
 
 
 class RNN(RNNBase):
@@ -411,8 +416,10 @@ class RNN(RNNBase):
         self.nonlinearity = nonlinearity
 
     def backward(self, dy):
-        """BPTT per layer and direction: dh_t = dH[t] + da_{t+1} W_hh, da_t = dh_t ⊙ (1 − h_t²)
-        (tanh) or dh_t ⊙ [h_t > 0] (relu); dW_ih = Σ daᵀ x, dW_hh = Σ daᵀ h_{t−1}, dx = da W_ih."""
+        """da_t = dh_t ⊙ (1 − h_t²) (relu: ⊙ [h_t > 0]), dh_t = dH[t] + da_{t+1} W_hh, back through time.
+
+        Per layer and direction; then dW_ih = Σ_t da_tᵀ x_t, dW_hh = Σ_t da_tᵀ h_{t−1},
+        db_ih = db_hh = Σ_t da_t, dx_t = da_t W_ih."""
         return super().backward(dy)
 
     def config_args(self):
@@ -445,9 +452,11 @@ class LSTM(RNNBase):
                          bidirectional, dtype=dtype, rng=rng)
 
     def backward(self, dy):
-        """BPTT per layer and direction, carrying dh and dc: dc_t = dc_{t+1} ⊙ f_{t+1} + dh_t ⊙ o ⊙
-        (1 − tanh²c_t); da_i = dc ⊙ g ⊙ i(1−i), da_f = dc ⊙ c_{t−1} ⊙ f(1−f), da_g = dc ⊙ i ⊙ (1−g²),
-        da_o = dh ⊙ tanh(c_t) ⊙ o(1−o); dh_{t−1} = da W_hh (+ dH[t−1] from above)."""
+        """dc_t = dc_{t+1} ⊙ f_{t+1} + dh_t ⊙ o ⊙ (1 − tanh²c_t), dh_t = dH[t] + da_{t+1} W_hh, back through time.
+
+        The gates: da_i = dc ⊙ g ⊙ i(1−i), da_f = dc ⊙ c_{t−1} ⊙ f(1−f), da_g = dc ⊙ i ⊙ (1−g²),
+        da_o = dh ⊙ tanh(c_t) ⊙ o(1−o). Per layer and direction; then dW_ih = Σ_t da_tᵀ x_t,
+        dW_hh = Σ_t da_tᵀ h_{t−1}, db_ih = db_hh = Σ_t da_t, dx_t = da_t W_ih."""
         return super().backward(dy)
 
 
@@ -469,8 +478,11 @@ class GRU(RNNBase):
                          bidirectional, dtype=dtype, rng=rng)
 
     def backward(self, dy):
-        """BPTT per layer and direction: da_n = dh ⊙ (1−z) ⊙ (1−n²), da_z = dh ⊙ (h_{t−1} − n) ⊙ z(1−z),
-        da_r = da_n ⊙ (h W_hnᵀ + b_hn) ⊙ r(1−r); dh_{t−1} = dh ⊙ z + [da_r, da_z, r ⊙ da_n] W_hh."""
+        """dh_{t−1} = dH[t−1] + dh_t ⊙ z + [da_r, da_z, r ⊙ da_n] W_hh, back through time.
+
+        The gates: da_n = dh ⊙ (1−z) ⊙ (1−n²), da_z = dh ⊙ (h_{t−1} − n) ⊙ z(1−z),
+        da_r = da_n ⊙ (h W_hnᵀ + b_hn) ⊙ r(1−r). Per layer and direction; then dW_ih = Σ_t [da_r,
+        da_z, da_n]ᵀ x_t, dW_hh = Σ_t [da_r, da_z, r ⊙ da_n]ᵀ h_{t−1}, dx_t = [da_r, da_z, da_n] W_ih."""
         return super().backward(dy)
 
 
@@ -535,51 +547,37 @@ class RNNCellBase(_Recurrent):
         batched = x.ndim == 2
         N = len(x) if batched else 1
         if hx is None:
-            zeros = np.zeros((N, self.hidden_size), dtype=x.dtype)
-            state0 = (zeros, zeros) if self._is_lstm() else zeros
+            states0 = (np.zeros((N, self.hidden_size), dtype=x.dtype),) * self.steps.states
         else:
             shape = (N, self.hidden_size) if batched else (self.hidden_size,)
-            states = [s if batched else s[None] for s in self._check_state(hx, shape, x.dtype)]
-            state0 = tuple(states) if self._is_lstm() else states[0]
-        W_ih, W_hh, b_ih, b_hh = (None if p is None else p.data for p in self._weights())
-        _, last, run = self._run(x[None] if batched else x[None, None], state0, W_ih, W_hh, b_ih, b_hh)
+            states0 = tuple(s if batched else s[None] for s in self._check_states(hx, shape, x.dtype))
+        weights = [None if p is None else p.data for p in self._weights()]
+        _, last, run = self._run(x[None] if batched else x[None, None], states0, *weights)
         self.last_runs, self.last_form = [run], (N, batched, packed, hx is not None, x.dtype)
-        if self._is_lstm():
-            return last if batched else (last[0][0], last[1][0])
-        return last if batched else last[0]
+        last = last if batched else tuple(s[0] for s in last)
+        return last if len(last) > 1 else last[0]
 
     def backward(self, dy):
-        """The sequence layers' BPTT over one step: the gradient of h' (and c') is that of the last
-        state; dW_ih = dGxᵀ x, dW_hh = dGhᵀ h, db = Σ dG, dx = dGx W_ih, dh = (see the cell)."""
-        if self.last_runs is None:
-            raise CallOrderError(self, "backward() called before forward(); run the forward pass first, it caches "
-                                       "what backward needs")
+        """dW_ih = daᵀ x, dW_hh = daᵀ h, db = Σ da, dx = da W_ih: the sequence layers' backward, one step.
+
+        The gradient of h' (and c') is that of the last state; da is given by each cell's backward."""
+        self._need_forward()
         N, batched, packed, given, dtype = self.last_form
-        shape = (N, self.hidden_size) if batched else (self.hidden_size,)
-        if self._is_lstm():
+        shape, n = (N, self.hidden_size) if batched else (self.hidden_size,), self.steps.states
+        if n == 1:
+            if not (isinstance(dy, np.ndarray) and dy.shape == shape and dy.dtype == dtype):
+                self._refuse_grad_output(dy, shape, dtype)
+            parts = [dy]
+        else:
             parts = list(dy) if type(dy) is tuple and len(dy) == 2 else [dy, None] if type(dy) is not tuple else None
             if parts is None:
                 raise LayerValueError(self, f"grad_output: expected (dh, dc) (either may be None), got {_given(dy)}")
-        else:
-            parts = [dy]
-            if dy is None:
-                self._refuse_grad_output(dy, shape, dtype)
-        for k, part in enumerate(parts):
-            if part is not None and not (isinstance(part, np.ndarray) and part.shape == shape and part.dtype == dtype):
-                self._refuse_grad_output(part, shape, dtype)
-        d_last = [np.zeros((N, self.hidden_size), dtype) if d is None else d if batched else d[None] for d in parts]
-        run = self.last_runs[0]
-        W_ih, W_hh = self.weight_ih.data, self.weight_hh.data
-        dX, d_state0, grads = self._run_backward(run, np.zeros((1, N, self.hidden_size), dtype),
-                                                 tuple(d_last) if self._is_lstm() else d_last[0], W_ih, W_hh)
+            _check_grads(self, parts, ["grad_h_1", "grad_c_1"], [shape, shape], dtype)
+        d_last = tuple(np.zeros((N, self.hidden_size), dtype) if d is None else d if batched else d[None] for d in parts)
+        dX, d_first, grads = self._run_backward(self.last_runs[0], np.zeros((1, N, self.hidden_size), dtype), d_last,
+                                                self.weight_ih.data, self.weight_hh.data)
         _accumulate(self._weights(), grads)
-        dx = dX[0] if batched else dX[0, 0]
-        if not packed:
-            return dx
-        if not given:
-            return dx, None
-        d_states = [d if batched else d[0] for d in (d_state0 if self._is_lstm() else (d_state0,))]
-        return dx, (tuple(d_states) if self._is_lstm() else d_states[0])
+        return self._packed(dX[0] if batched else dX[0, 0], [d if batched else d[0] for d in d_first])
 
 
 class RNNCell(RNNCellBase):
@@ -597,8 +595,9 @@ class RNNCell(RNNCellBase):
         self.nonlinearity = nonlinearity
 
     def backward(self, dy):
-        """da = dh' ⊙ (1 − h'²) (tanh) or dh' ⊙ [h' > 0] (relu); dW_ih = daᵀ x, dW_hh = daᵀ h,
-        db_ih = db_hh = Σ da, dx = da W_ih, dh = da W_hh."""
+        """da = dh' ⊙ (1 − h'²) (relu: ⊙ [h' > 0]); dx = da W_ih, dh = da W_hh.
+
+        dW_ih = daᵀ x, dW_hh = daᵀ h, db_ih = db_hh = Σ da."""
         return super().backward(dy)
 
     def config_args(self):
@@ -625,8 +624,10 @@ class LSTMCell(RNNCellBase):
         super().__init__(LSTMSteps(), "LSTMCell", input_size, hidden_size, bias, dtype=dtype, rng=rng)
 
     def backward(self, dy):
-        """dc = dc' + dh' ⊙ o ⊙ (1 − tanh²c'); da_i = dc ⊙ g ⊙ i(1−i), da_f = dc ⊙ c ⊙ f(1−f),
-        da_g = dc ⊙ i ⊙ (1−g²), da_o = dh' ⊙ tanh(c') ⊙ o(1−o); dh = da W_hh, dc_prev = dc ⊙ f."""
+        """dc = dc' + dh' ⊙ o ⊙ (1 − tanh²c'); dc_prev = dc ⊙ f, dh = da W_hh, dx = da W_ih.
+
+        The gates: da_i = dc ⊙ g ⊙ i(1−i), da_f = dc ⊙ c ⊙ f(1−f), da_g = dc ⊙ i ⊙ (1−g²),
+        da_o = dh' ⊙ tanh(c') ⊙ o(1−o); dW_ih = daᵀ x, dW_hh = daᵀ h, db_ih = db_hh = Σ da."""
         return super().backward(dy)
 
 
@@ -645,6 +646,8 @@ class GRUCell(RNNCellBase):
         super().__init__(GRUSteps(), "GRUCell", input_size, hidden_size, bias, dtype=dtype, rng=rng)
 
     def backward(self, dy):
-        """da_n = dh' ⊙ (1−z) ⊙ (1−n²), da_z = dh' ⊙ (h − n) ⊙ z(1−z), da_r = da_n ⊙ (h W_hnᵀ + b_hn)
-        ⊙ r(1−r); dh = dh' ⊙ z + [da_r, da_z, r ⊙ da_n] W_hh."""
+        """dh = dh' ⊙ z + [da_r, da_z, r ⊙ da_n] W_hh, dx = [da_r, da_z, da_n] W_ih.
+
+        The gates: da_n = dh' ⊙ (1−z) ⊙ (1−n²), da_z = dh' ⊙ (h − n) ⊙ z(1−z),
+        da_r = da_n ⊙ (h W_hnᵀ + b_hn) ⊙ r(1−r)."""
         return super().backward(dy)

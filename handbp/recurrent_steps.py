@@ -19,12 +19,13 @@ summed before it is used. Forgetting the second term is the classic silent bug (
 only learns one-step dependencies).
 
 Arrays are time-major, in the order the steps are taken (the caller reverses a sequence for the
-reverse direction). The state is h, or (h, c) for the LSTM. ``forward(gx, state0, W_hh, b_hh)``
-returns ``Hs``, (T + 1, N, H), with Hs[0] = h0 and Hs[t + 1] = h_t, the last state, and a ``run``
-holding what ``backward`` needs; ``backward(run, dH, d_state, W_hh)`` takes the gradients of every
-h_t from above (``dH``, (T, N, H)) and of the last state, and returns the gradients of the
-input-side and the hidden-side gate pre-activations (``dGx``, ``dGh``; the same array unless the
-cell treats them apart, as the GRU does) and of the initial state. ``input_bias`` is the bias the
+reverse direction). The state is a tuple: (h,), or (h, c) for the LSTM (``states`` arrays).
+``forward(gx, state0, W_hh, b_hh)`` returns ``Hs``, (T + 1, N, H), with Hs[0] = h0 and
+Hs[t + 1] = h_t, the last state, and a ``run`` holding what ``backward`` needs;
+``backward(run, dH, d_state, W_hh)`` takes the gradients of every h_t from above (``dH``,
+(T, N, H)) and of the last state, and returns the gradients of the input-side and the hidden-side
+gate pre-activations (``dGx``, ``dGh``; the same array unless the cell treats them apart, as the
+GRU does) and of the initial state. ``input_bias`` is the bias the
 caller adds to the input's projection (every bias that can be added outside the loop).
 
 σ is computed as ½ + ½ tanh(a/2) (the same function, no overflow for any a): the gates' rows of
@@ -52,7 +53,7 @@ def _half_rows(W, halved, chunks):
 class RNNSteps:
     """Elman RNN: h_t = tanh(a_t) (or relu(a_t)), a_t = gx_t + h_{t−1} W_hhᵀ."""
 
-    chunks = 1
+    chunks, states = 1, 1
 
     def __init__(self, nonlinearity="tanh"):
         self.nonlinearity = nonlinearity
@@ -60,8 +61,8 @@ class RNNSteps:
     def input_bias(self, b_ih, b_hh):
         return b_ih + b_hh
 
-    def forward(self, gx, h0, W_hh, b_hh):
-        T = len(gx)
+    def forward(self, gx, state, W_hh, b_hh):
+        (h0,), T = state, len(gx)
         Hs = np.empty((T + 1,) + h0.shape, dtype=gx.dtype)
         Hs[0] = h0
         WT = np.ascontiguousarray(W_hh.T)
@@ -74,19 +75,19 @@ class RNNSteps:
                 np.maximum(a, 0, out=a)
             else:
                 tanh(a, a)
-        return Hs, Hs[T], {"Hs": Hs}
+        return Hs, (Hs[T],), {"Hs": Hs}
 
-    def backward(self, run, dH, dh, W_hh):
+    def backward(self, run, dH, d_state, W_hh):
         """dh_t = dH[t] + da_{t+1} W_hh;  da_t = dh_t ⊙ (1 − h_t²) (tanh) or dh_t ⊙ [h_t > 0] (relu)."""
         h = run["Hs"][1:]
         local = (h > 0).astype(h.dtype) if self.nonlinearity == "relu" else 1 - h * h   # da/dh, all steps at once
         dA = np.empty_like(h)
-        dh = dh.copy()
+        dh = d_state[0].copy()
         for t in range(len(h) - 1, -1, -1):
             add(dh, dH[t], dh)
             multiply(dh, local[t], dA[t])
             dot(dA[t], W_hh, dh)
-        return dA, dA, dh
+        return dA, dA, (dh,)
 
 
 class LSTMSteps:
@@ -97,7 +98,7 @@ class LSTMSteps:
         h_t = o ⊙ tanh(c_t)
     """
 
-    chunks = 4
+    chunks, states = 4, 2
 
     def input_bias(self, b_ih, b_hh):
         return b_ih + b_hh
@@ -167,14 +168,15 @@ class GRUSteps:
     (gx holds x W_ihᵀ + b_ih, and b_hr, b_hz, which can be added outside the loop; b_hn cannot.)
     """
 
-    chunks = 3
+    chunks, states = 3, 1
 
     def input_bias(self, b_ih, b_hh):
         H = len(b_hh) // 3
         return b_ih + np.concatenate([b_hh[:2 * H], np.zeros(H, dtype=b_hh.dtype)])
 
-    def forward(self, gx, h0, W_hh, b_hh):
-        T, (N, H) = len(gx), h0.shape
+    def forward(self, gx, state, W_hh, b_hh):
+        (h0,), T = state, len(gx)
+        N, H = h0.shape
         b_hn = None if b_hh is None else b_hh[2 * H:]
         WT, scale, shift = _half_rows(W_hh, (0, 1), 3)
         gx[:, :, :2 * H] *= scale[:2 * H]
@@ -203,9 +205,9 @@ class GRUSteps:
             subtract(Hs[t], nt, h)
             multiply(h, z[t], h)
             add(h, nt, h)
-        return Hs, Hs[T], {"Hs": Hs, "gates": (r, z, n), "gh_n": gh_n}
+        return Hs, (Hs[T],), {"Hs": Hs, "gates": (r, z, n), "gh_n": gh_n}
 
-    def backward(self, run, dH, dh, W_hh):
+    def backward(self, run, dH, d_state, W_hh):
         """With dh = dH[t] + (carried from step t + 1):
         da_n = dh ⊙ (1 − z) ⊙ (1 − n²),  da_z = dh ⊙ (h_{t−1} − n) ⊙ z(1 − z),
         da_r = da_n ⊙ (h W_hnᵀ + b_hn) ⊙ r(1 − r);  the hidden side of n gets r ⊙ da_n;
@@ -217,7 +219,8 @@ class GRUSteps:
         dGx = np.empty((T, N, 3 * H), dtype=n.dtype)
         dGh = np.empty((T, N, 3 * H), dtype=n.dtype)
         da_r, da_z, da_n, dh_hn = dGh[:, :, :H], dGh[:, :, H:2 * H], dGx[:, :, 2 * H:], dGh[:, :, 2 * H:]
-        dh, tmp = dh.copy(), np.empty_like(dh)
+        dh = d_state[0].copy()
+        tmp = np.empty_like(dh)
         for t in range(T - 1, -1, -1):
             add(dh, dH[t], dh)
             multiply(dh, k_n[t], da_n[t])
@@ -228,4 +231,4 @@ class GRUSteps:
             dot(dGh[t], W_hh, tmp)
             add(dh, tmp, dh)
         dGx[:, :, :2 * H] = dGh[:, :, :2 * H]          # r and z: the same pre-activation on both sides
-        return dGx, dGh, dh
+        return dGx, dGh, (dh,)

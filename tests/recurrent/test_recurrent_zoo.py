@@ -2,7 +2,6 @@
 hint; the same runs without the bug pass; the mutants whose backward is consistent with their own
 (wrong) forward pass a finite-difference check, so only the comparison with torch finds them; and
 the through-time hint names the time axis in every layout."""
-import numpy as np
 import pytest
 
 import crosscheck as cc
