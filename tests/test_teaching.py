@@ -57,9 +57,12 @@ def test_explain_command(capsys):
 
 
 def test_zoo_command_catches_every_bug(capsys):
+    from handbp.zoo import ZOO
+    from handbp.zoo_rnn import BUGS
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
-    assert "15 of 15 bugs caught with the expected hint" in out
+    n = len(ZOO) + len(BUGS)
+    assert f"{n} of {n} bugs caught with the expected hint" in out
     assert "notebook-mse-without-1/n" in out and "hint [factor]" in out
 
 
