@@ -1,8 +1,10 @@
-"""Train a network on a built-in task (spirals, xor, sine) and report its loss and accuracy.
+"""Train a network on a built-in task (spirals, xor, sine, chars, add) and report how well it did.
 
 Classification tasks (spirals, xor) end in 2 logits under CrossEntropyLoss and report the train
 accuracy; sine ends in one linear (identity) output under MSELoss and reports the train MSE. The
-final figures are those of the trained model on the whole training set.
+final figures are those of the trained model on the whole training set. The sequence tasks (chars:
+a character-level language model of the project's Korean guide; add: adding numbers digit by digit)
+train a recurrent network (``handbp.sequence_tasks``) and report held-out figures.
 """
 import os
 import sys
@@ -18,17 +20,21 @@ DEFAULTS = {"spirals": (300, 32, 0.1, 64, 2), "xor": (100, 16, 0.1, 16, 1), "sin
 OPTIMIZERS = {"sgd": ("SGD", None), "adam": ("Adam", 0.01), "adamw": ("AdamW", 0.01),
               "rmsprop": ("RMSprop", 0.01), "adagrad": ("Adagrad", 0.1)}
 TAKES_MOMENTUM = ("sgd", "rmsprop")
+# the sequence tasks (handbp.sequence_tasks): (epochs, batch size, Adam's lr, hidden size, embedding
+# size, length: characters per training sequence, or digits per number)
+SEQUENCE_DEFAULTS = {"chars": (20, 16, 0.01, 64, 32, 50), "add": (10, 32, 0.02, 32, 16, 8)}
 
 
 def add_arguments(parser):
-    parser.add_argument("--task", choices=sorted(DEFAULTS), default="spirals", help="the task (default spirals)")
+    parser.add_argument("--task", choices=sorted(DEFAULTS) + sorted(SEQUENCE_DEFAULTS), default="spirals",
+                        help="the task (default spirals)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default: the task's)")
     parser.add_argument("--hidden-depth", type=int, default=None,
                         help="hidden layers after the first (default: the task's)")
     parser.add_argument("--width", type=int, default=None, help="neurons per hidden layer (default: the task's)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh", help="(default tanh)")
-    parser.add_argument("--optimizer", default="sgd", help="sgd (default), or adam, adamw, rmsprop, adagrad "
-                        "where handbp has them")
+    parser.add_argument("--optimizer", default=None, help="sgd (default; adam for chars and add), or adam, "
+                        "adamw, rmsprop, adagrad")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate (default: the task's for sgd, 0.01 for adam/adamw/rmsprop, 0.1 for adagrad)")
     parser.add_argument("--momentum", type=float, default=None, help="momentum, sgd (default 0.9) and rmsprop (default 0)")
@@ -38,6 +44,17 @@ def add_arguments(parser):
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--save", metavar="PATH", help="save the trained model and optimizer (hb.save) to PATH")
     parser.add_argument("--quiet", action="store_true", help="print only the final line")
+    sequences = parser.add_argument_group("sequence tasks (chars, add)")
+    sequences.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="the recurrent layer "
+                           "(default lstm); --width is its hidden size, --hidden-depth its layers after the first")
+    sequences.add_argument("--length", type=int, default=None, help="characters per training sequence (chars), or "
+                           "digits per number (add)")
+    sequences.add_argument("--embedding", type=int, default=None, help="embedding size (default: the task's)")
+    sequences.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers (default 0)")
+    sequences.add_argument("--clip", type=float, default=1.0, help="clip the gradient's norm to this before each "
+                           "step (hb.nn.utils.clip_grad_norm_; 0: no clipping; default 1)")
+    sequences.add_argument("--corpus", metavar="PATH", default=None, help="the text of chars (default: the "
+                           "project's docs/teaching.ko.md)")
 
 
 def _positive(name, value, integer=True):
@@ -50,7 +67,20 @@ def _positive(name, value, integer=True):
 
 def check(args):
     """Fill the task's defaults into ``args`` and check every value, before anything is built."""
-    epochs, batch, lr, width, depth = DEFAULTS[args.task]
+    if args.task in SEQUENCE_DEFAULTS:
+        epochs, batch, lr, width, embedding, length = SEQUENCE_DEFAULTS[args.task]
+        depth = 0
+        args.optimizer = args.optimizer or "adam"
+        args.embedding = embedding if args.embedding is None else args.embedding
+        args.length = length if args.length is None else args.length
+        for key in ("embedding", "length"):
+            _positive(key, getattr(args, key))
+        if not 0 <= args.dropout <= 1:
+            raise ValueError(f"--dropout: expected a probability in [0, 1], got {args.dropout}")
+        _positive("clip", args.clip, integer=False)
+    else:
+        epochs, batch, lr, width, depth = DEFAULTS[args.task]
+    args.optimizer = args.optimizer or "sgd"
     name = args.optimizer.lower()
     if name not in OPTIMIZERS:
         raise ValueError(f"--optimizer: expected one of {sorted(OPTIMIZERS)}, got {args.optimizer!r}")
@@ -110,9 +140,42 @@ def data(args, hb, dtype):
     return x.astype(dtype), (y.astype(dtype) if args.task == "sine" else y)
 
 
+def optimizer_for(args, hb):
+    """A function that makes the chosen optimizer for a model's parameters."""
+    cls_name = OPTIMIZERS[args.optimizer][0]
+    kwargs = {"lr": args.lr}
+    if args.optimizer in TAKES_MOMENTUM:
+        kwargs["momentum"] = args.momentum
+    return lambda model: getattr(hb.optim, cls_name)(model.parameters(), **kwargs)
+
+
+def run_sequences(args, hb):
+    """chars and add: a recurrent model trained with gradient clipping (handbp.sequence_tasks)."""
+    from .. import sequence_tasks
+
+    def report(epoch, value):
+        if not args.quiet and (epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs - 1):
+            print(f"epoch {epoch:4d}  loss {value:.6f}")
+
+    task = sequence_tasks.run_chars if args.task == "chars" else sequence_tasks.run_add
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            model, optimizer, lines = task(args, optimizer_for(args, hb), report)
+    except FloatingPointError as e:
+        print(f"handbp train: training diverged: {e} (--lr is {args.lr})", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    if args.save:
+        hb.save(model, args.save, optimizer=optimizer)
+        print(f"saved to {args.save}")
+    return 0
+
+
 def run(args):
     import handbp as hb
     check(args)
+    if args.task in SEQUENCE_DEFAULTS:
+        return run_sequences(args, hb)
     model, loss, optimizer = build(args, hb)
     x, y = data(args, hb, model.dtype)
 
