@@ -370,7 +370,8 @@ def gather(plan, side, tw, rf, twins, optimizer):
                 _add_parts(rows, plan.part_keys(i, "grad_input", like), flatten_like(mine, like), theirs,
                            rf and rf["grad_inputs"][i])
             elif mine is not None or theirs is not None:     # (integer indices have no gradient on either side)
-                add((plan.gin_keys[i], _array_or_none(mine), theirs, rf and rf["grad_inputs"][i]))
+                add((plan.gin_keys[i], mine if mine is None or type(mine) is np.ndarray else None, theirs,
+                     rf and rf["grad_inputs"][i]))
     if side.reached >= 2:
         for n, _ in plan.params:
             add((plan.grad_keys[n], side.grads[n], tw["grads"][n], rf and rf["grads"][n]))

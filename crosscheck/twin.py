@@ -107,17 +107,20 @@ class Twin:
         whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
         its input gradients as a list, one per array of its input (None where none reached it)."""
         xt = self._inputs(x)
-        h, ins = xt, [xt]
+        h, ins, structured = xt, [xt], type(xt) is tuple
         for m in self.leaves:
             h = m(h)
             if type(h) is tuple:
                 # each array of a tuple as its own alias: the gradient autograd gives for it is then
                 # the one that reached it from the next leaf, as handbp's (h_n = o ⊙ tanh(c_n):
                 # c_n's own tensor would also collect what reached h_n)
-                h = map_structure(lambda t: t.view_as(t), h)
+                h, structured = map_structure(lambda t: t.view_as(t), h), True
             ins.append(h)
         loss = self.loss(h, self._target(y))
-        flat = [flatten(t) for t in ins]                   # (one tensor each, unless a leaf passes a tuple)
+        if structured:
+            flat = [flatten(t) for t in ins]
+        else:                      # one tensor per leaf (the input's may be integer indices)
+            flat = [[t] for t in ins]
         wanted = [t for ts in flat for t in ts if t is not None and t.requires_grad]
         gs = self.torch.autograd.grad(loss, wanted + self.param_list, allow_unused=True)
         k = len(wanted)
@@ -130,11 +133,17 @@ class Twin:
         if not record:
             return None
         # (gradients from autograd.grad do not require grad: .numpy() needs no detach)
-        found = {id(t): None if g is None else g.numpy() for t, g in zip(wanted, gs[:k])}
-        grads = [[found.get(id(t)) for t in ts] for ts in flat]
-        return dict(outputs=[_numpy(o) for o in ins[1:]],
-                    grad_inputs=[g if type(t) is tuple else g[0] for t, g in zip(ins[:-1], grads[:-1])],
-                    grad_pred=grads[-1][0], loss=loss.item(),
+        if structured:
+            found = {id(t): None if g is None else g.numpy() for t, g in zip(wanted, gs[:k])}
+            grads = [[found.get(id(t)) for t in ts] for ts in flat]
+            grad_inputs = [g if type(t) is tuple else g[0] for t, g in zip(ins[:-1], grads[:-1])]
+            outputs, grad_pred = [_numpy(o) for o in ins[1:]], grads[-1][0]
+        else:
+            grads = [None if g is None else g.numpy() for g in gs[:k]]
+            grads = [None] * (len(ins) - k) + grads        # (no gradient for integer inputs)
+            grad_inputs, grad_pred = grads[:-1], grads[-1]
+            outputs = [o.detach().numpy() for o in ins[1:]]
+        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(),
                     grads={n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()})
 
     def local_step(self, x, y, mine):

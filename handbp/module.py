@@ -145,7 +145,7 @@ class Module:
         unless it was made here from a list). A tuple is checked part by part (``x[1][0]``...).
         A layer whose input is something else (``Embedding``'s integer indices, a recurrent layer's
         ``(x, hx)``) overrides this; a Sequential asks its first child."""
-        return own_floats(x, "x", dtype)
+        return own_float_array(x, "x", dtype) if type(x) is not tuple else own_floats(x, "x", dtype)
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
