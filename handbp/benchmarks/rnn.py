@@ -34,6 +34,9 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (default 7)")
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds per timed block (default 0.3)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="cpu: this process's CPU time "
+                        "(default; a machine shared with other work slows wall time, not CPU time, with 1 thread "
+                        "each); wall: elapsed time")
     parser.add_argument("--json", metavar="PATH", help="write the raw figures as JSON")
 
 
@@ -99,20 +102,20 @@ def make_calls(kind, batch, hidden, length, dtype, rng):
     return handbp_call, torch_call
 
 
-def _block(fn, min_time):
-    """Seconds per call, timing as many calls as fill ``min_time``."""
+def _block(fn, min_time, clock=time.process_time):
+    """Seconds per call, timing as many calls as fill ``min_time`` on ``clock``."""
     n = 1
     while True:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(n):
             fn()
-        t = time.perf_counter() - start
+        t = clock() - start
         if t >= min_time:
             return t / n
         n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
 
 
-def measure(kinds, sizes, dtypes, repeats, min_time, progress=None):
+def measure(kinds, sizes, dtypes, repeats, min_time, progress=None, clock=time.process_time):
     rows = []
     if progress is None:
         progress = sys.stderr.isatty()
@@ -127,7 +130,7 @@ def measure(kinds, sizes, dtypes, repeats, min_time, progress=None):
                 mine(), theirs()                              # warm up
                 rounds = []
                 for _ in range(repeats):                      # interleaved: noise hits both alike
-                    rounds.append((_block(mine, min_time / 2), _block(theirs, min_time / 2)))
+                    rounds.append((_block(mine, min_time / 2, clock), _block(theirs, min_time / 2, clock)))
                     if bar is not None:
                         bar.update(1)
                 rows.append({"kind": kind, "batch": batch, "hidden": hidden, "length": length, "dtype": dtype,
@@ -152,11 +155,13 @@ def run(args):
         return 2
     import torch
     threads = fix_threads(args.threads)
-    rows = measure(kinds, sizes, dtypes, args.repeats, args.min_time)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    rows = measure(kinds, sizes, dtypes, args.repeats, args.min_time, clock=clock)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"handbp bench rnn — {when}")
     print(machine_line())
-    print(f"{threads}; torch {torch.__version__} eager; median of {args.repeats} interleaved rounds")
+    print(f"{threads}; torch {torch.__version__} eager, numpy {np.__version__}; median of {args.repeats} "
+          f"interleaved rounds, {'CPU' if args.clock == 'cpu' else 'wall'} time")
     print("one call: zero_grad, forward over the sequence, backward from the gradient of every output "
           "(input size = hidden size)")
     print(f"{'layer':>5} {'batch':>5} {'hidden':>6} {'length':>6} {'dtype':>8} {'handbp':>11} {'torch':>11} "
@@ -170,5 +175,5 @@ def run(args):
         with open(args.json, "w") as f:
             json.dump({"date": when, "machine": machine_line(), "threads": threads,
                        "torch": torch.__version__, "numpy": np.__version__, "repeats": args.repeats,
-                       "min_time": args.min_time, "rows": rows}, f, indent=2)
+                       "min_time": args.min_time, "clock": args.clock, "rows": rows}, f, indent=2)
     return 0
