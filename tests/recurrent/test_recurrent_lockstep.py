@@ -110,3 +110,10 @@ def test_a_wrong_gradient_of_c0_is_caught_there(rng):
     with pytest.raises(cc.Divergence) as info:
         cc.lockstep(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), data)
     assert (info.value.name, info.value.quantity, info.value.hint) == ("0 (LSTMBadC0)", "grad_input.c_0", "factor")
+
+
+def test_every_public_layer_has_a_torch_twin():
+    """Derived from the library: a layer handbp exports and crosscheck cannot mirror is reported here."""
+    from crosscheck.registry import entry
+    layers = {c for c in vars(hb).values() if isinstance(c, type) and issubclass(c, hb.Module)} - {hb.Module, hb.Loss}
+    assert {c.__name__ for c in layers if entry(c) is None} == set()
