@@ -5,7 +5,7 @@ import numpy as np
 
 from . import structure, validate
 from .errors import ArgumentTypeError, describe
-from .inspect import Recorder, leaves
+from .recording import Recorder, leaves
 from .module import Module
 
 

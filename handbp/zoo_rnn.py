@@ -135,17 +135,14 @@ def sequence_model(layer, bidirectional=False, **kwargs):
 
 BUGS = [
     Bug("rnn-dh-not-carried-back", "LSTM backward: dh_t is the gradient of step t's output alone; what came back "
-        "from step t + 1 is not added", sequence_model(LSTMGradNotCarried), "through_time",
-        "0 (LSTMGradNotCarried) grad_input"),
+        "from step t + 1 is not added", sequence_model(LSTMGradNotCarried)),
     Bug("rnn-truncated-bptt", "LSTM backward carries the gradient back in chunks of 2 steps (truncated BPTT) where "
-        "the full backpropagation through time was asked for", sequence_model(LSTMTruncatedBPTT), "through_time",
-        "0 (LSTMTruncatedBPTT) grad_input"),
+        "the full backpropagation through time was asked for", sequence_model(LSTMTruncatedBPTT)),
     Bug("rnn-output-gate-without-tanh-c", "LSTM backward: the output gate's gradient dh ⊙ o(1 − o) without the "
-        "tanh(c_t) of h_t = o ⊙ tanh(c_t)", sequence_model(LSTMOutputGateWithoutTanhC), "local_derivative",
-        "0 (LSTMOutputGateWithoutTanhC) grad_input"),
+        "tanh(c_t) of h_t = o ⊙ tanh(c_t)", sequence_model(LSTMOutputGateWithoutTanhC)),
     Bug("rnn-gates-swapped", "LSTM gates read from the weights in the order i, f, o, g instead of torch's i, f, g, o",
-        sequence_model(LSTMGatesSwapped), "forward", "0 (LSTMGatesSwapped) output"),
+        sequence_model(LSTMGatesSwapped)),
     Bug("rnn-reverse-direction-not-reversed", "bidirectional GRU: the reverse direction's outputs left in the "
         "order its steps were taken, not put back in the sequence's order",
-        sequence_model(GRUReverseNotReversed, bidirectional=True), "forward", "0 (GRUReverseNotReversed) output"),
+        sequence_model(GRUReverseNotReversed, bidirectional=True)),
 ]
