@@ -139,13 +139,17 @@ class _Recurrent(Module):
         last state. Returns dX (T, N, I), the initial state's gradient and (dW_ih, dW_hh, db_ih, db_hh):
         dW_ih = Σ_t dGx_tᵀ x_t, dW_hh = Σ_t dGh_tᵀ h_{t−1}, db = Σ_t dG_t, dX = dGx W_ih."""
         dH = dY[::-1] if run["reverse"] else dY
-        dGx, dGh, d_state0 = self.steps.backward(run, dH, d_last, W_hh)
+        dGx, dGh, d_state0 = self._steps_backward(run, dH, d_last, W_hh)
         T, N, G = dGx.shape
         dGx, dGh = dGx.reshape(T * N, G), dGh.reshape(T * N, G)
         h_prev = run["Hs"][:-1].reshape(T * N, -1)
         grads = (dGx.T @ run["X"], dGh.T @ h_prev, dGx.sum(axis=0), dGh.sum(axis=0))
         dX = (dGx @ W_ih).reshape(T, N, -1)
         return (dX[::-1] if run["reverse"] else dX), d_state0, grads
+
+    def _steps_backward(self, run, dH, d_state, W_hh):
+        """Back through the steps of one layer and direction (``handbp.recurrent_steps``)."""
+        return self.steps.backward(run, dH, d_state, W_hh)
 
     def _need_forward(self):
         if self.last_runs is None:

@@ -13,84 +13,90 @@ from .layers import Linear
 from .losses import MSELoss
 from .module import Sequential
 from .recurrent import GRU, LSTM
-from .recurrent_steps import LSTMSteps, add, dot, multiply
 from .shape import Flatten, SelectOutput
 from .zoo import Bug
 
 
 # -- the mutants ----------------------------------------------------------------------------------
-class _LSTMBackward(LSTMSteps):
-    """LSTMSteps whose backward loop is written out here with switches for the mutants below."""
-
-    carry = True            # add the gradient carried from step t + 1 to dh_t
-    window = None           # carried back in chunks of this many steps (truncated BPTT), None: all
-    tanh_c_in_do = True     # da_o = dh ⊙ tanh(c) ⊙ o(1 − o)
-
-    def backward(self, run, dH, d_state, W_hh):
-        i, f, g, o = run["gates"]
-        tc, c_prev = run["tanh_c"], run["Cs"][:-1]
-        T, N, H = tc.shape
-        dc_from_dh = o * (1 - tc * tc)
-        k_ifg = np.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], axis=2)
-        k_o = (tc if self.tanh_c_in_do else 1) * o * (1 - o)
-        dA = np.empty((T, N, 4, H), dtype=tc.dtype)
-        da_ifg, da_o, dA_t = dA[:, :, :3], dA[:, :, 3], dA.reshape(T, N, 4 * H)
-        dh, dc = d_state[0].copy(), d_state[1].copy()
-        for t in range(T - 1, -1, -1):
-            if not self.carry or (self.window is not None and t < T - 1 and (T - 1 - t) % self.window == 0):
-                dh[...], dc[...] = 0, 0         # the bug: what came back from step t + 1 is dropped
-            add(dh, dH[t], dh)
-            dc += dh * dc_from_dh[t]
-            multiply(dc[:, None, :], k_ifg[t], da_ifg[t])
-            multiply(dh, k_o[t], da_o[t])
-            multiply(dc, f[t], dc)
-            dot(dA_t[t], W_hh, dh)
-        return dA_t, dA_t, (dh, dc)
-
-
-class _NotCarried(_LSTMBackward):
-    carry = False
-
-
-class _Truncated(_LSTMBackward):
-    window = 2
-
-
-class _NoTanhC(_LSTMBackward):
-    tanh_c_in_do = False
-
-
+# The LSTM's backward through the steps, written plainly, step by step (``LSTMSteps.backward`` is
+# the same maths, faster): each of the three mutants below is this code with one line changed.
+#
+#     for t in reversed(range(T)):
+#         dh = dh + dH[t]                               # from step t's output and from step t + 1
+#         dc = dc + dh * o[t] * (1 - tc[t] ** 2)         # through h_t = o ⊙ tanh(c_t)
+#         da[t, :, 0] = dc * g[t] * i[t] * (1 - i[t])
+#         da[t, :, 1] = dc * c_prev[t] * f[t] * (1 - f[t])
+#         da[t, :, 2] = dc * i[t] * (1 - g[t] ** 2)
+#         da[t, :, 3] = dh * tc[t] * o[t] * (1 - o[t])
+#         dh, dc = da[t].reshape(N, 4 * H) @ W_hh, dc * f[t]     # to step t − 1
+#
+# Each mutant is self-contained (``handbp exercise start bug:...`` writes it out as an exercise).
 class LSTMGradNotCarried(LSTM):
     """dh_t = dH[t] only: the gradient that reached h_t through h_{t+1} (and c_t through c_{t+1}) is
     not added, so each step learns from its own output alone."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.steps = _NotCarried()
+    def _steps_backward(self, run, dH, d_state, W_hh):
+        i, f, g, o = run["gates"]
+        tc, c_prev = run["tanh_c"], run["Cs"][:-1]
+        T, N, H = tc.shape
+        da = np.empty((T, N, 4, H), dtype=tc.dtype)
+        dh, dc = d_state
+        for t in reversed(range(T)):
+            dh = dH[t]
+            dc = dh * o[t] * (1 - tc[t] ** 2)
+            da[t, :, 0] = dc * g[t] * i[t] * (1 - i[t])
+            da[t, :, 1] = dc * c_prev[t] * f[t] * (1 - f[t])
+            da[t, :, 2] = dc * i[t] * (1 - g[t] ** 2)
+            da[t, :, 3] = dh * tc[t] * o[t] * (1 - o[t])
+            dh, dc = da[t].reshape(N, 4 * H) @ W_hh, dc * f[t]
+        da = da.reshape(T, N, 4 * H)
+        return da, da, (dh, dc)
 
 
 class LSTMTruncatedBPTT(LSTM):
     """Truncated backpropagation through time (chunks of 2 steps) where the full gradient was asked
     for: what is carried back is dropped at every chunk's start."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.steps = _Truncated()
+    def _steps_backward(self, run, dH, d_state, W_hh):
+        i, f, g, o = run["gates"]
+        tc, c_prev = run["tanh_c"], run["Cs"][:-1]
+        T, N, H = tc.shape
+        da = np.empty((T, N, 4, H), dtype=tc.dtype)
+        dh, dc = d_state
+        for t in reversed(range(T)):
+            if t < T - 1 and (T - 1 - t) % 2 == 0:
+                dh, dc = 0 * dh, 0 * dc
+            dh = dh + dH[t]
+            dc = dc + dh * o[t] * (1 - tc[t] ** 2)
+            da[t, :, 0] = dc * g[t] * i[t] * (1 - i[t])
+            da[t, :, 1] = dc * c_prev[t] * f[t] * (1 - f[t])
+            da[t, :, 2] = dc * i[t] * (1 - g[t] ** 2)
+            da[t, :, 3] = dh * tc[t] * o[t] * (1 - o[t])
+            dh, dc = da[t].reshape(N, 4 * H) @ W_hh, dc * f[t]
+        da = da.reshape(T, N, 4 * H)
+        return da, da, (dh, dc)
 
 
 class LSTMOutputGateWithoutTanhC(LSTM):
     """da_o = dh ⊙ o(1 − o): the tanh(c_t) of h_t = o ⊙ tanh(c_t) forgotten in the output gate's
     gradient."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.steps = _NoTanhC()
-
-
-def _swap_g_o(a):
-    """The chunks of a (4H, …) weight or (4H,) bias read as i, f, o, g instead of i, f, g, o."""
-    i, f, g, o = np.split(a, 4)
-    return np.concatenate([i, f, o, g])
+    def _steps_backward(self, run, dH, d_state, W_hh):
+        i, f, g, o = run["gates"]
+        tc, c_prev = run["tanh_c"], run["Cs"][:-1]
+        T, N, H = tc.shape
+        da = np.empty((T, N, 4, H), dtype=tc.dtype)
+        dh, dc = d_state
+        for t in reversed(range(T)):
+            dh = dh + dH[t]
+            dc = dc + dh * o[t] * (1 - tc[t] ** 2)
+            da[t, :, 0] = dc * g[t] * i[t] * (1 - i[t])
+            da[t, :, 1] = dc * c_prev[t] * f[t] * (1 - f[t])
+            da[t, :, 2] = dc * i[t] * (1 - g[t] ** 2)
+            da[t, :, 3] = dh * o[t] * (1 - o[t])
+            dh, dc = da[t].reshape(N, 4 * H) @ W_hh, dc * f[t]
+        da = da.reshape(T, N, 4 * H)
+        return da, da, (dh, dc)
 
 
 class LSTMGatesSwapped(LSTM):
@@ -98,13 +104,19 @@ class LSTMGatesSwapped(LSTM):
     of torch's i, f, g, o: the cell gate comes out of o's rows and the output gate out of g's. The
     backward is that of the same mistake, consistent with the forward."""
 
+    @staticmethod
+    def _swap(a):
+        """The chunks of a (4H, …) weight or (4H,) bias read as i, f, o, g instead of i, f, g, o."""
+        i, f, g, o = np.split(a, 4)
+        return np.concatenate([i, f, o, g])
+
     def _run(self, X, state0, W_ih, W_hh, b_ih, b_hh, reverse=False):
-        swapped = [None if w is None else _swap_g_o(w) for w in (W_ih, W_hh, b_ih, b_hh)]
+        swapped = [None if w is None else self._swap(w) for w in (W_ih, W_hh, b_ih, b_hh)]
         return super()._run(X, state0, *swapped, reverse=reverse)
 
     def _run_backward(self, run, dY, d_last, W_ih, W_hh):
-        dX, d_state0, grads = super()._run_backward(run, dY, d_last, _swap_g_o(W_ih), _swap_g_o(W_hh))
-        return dX, d_state0, tuple(_swap_g_o(g) for g in grads)
+        dX, d_state0, grads = super()._run_backward(run, dY, d_last, self._swap(W_ih), self._swap(W_hh))
+        return dX, d_state0, tuple(self._swap(g) for g in grads)
 
 
 class GRUReverseNotReversed(GRU):
