@@ -574,7 +574,11 @@ class _Writer:
             t.array(f"cached {name}", v, 4)
         key = f"grad_input:{path}"
         dx = rec.grad_inputs.get(path)
-        if dx is None:
+        given = rec.inputs.get(path)
+        if dx is None and path in rec.grad_inputs and getattr(given, "dtype", None) is not None \
+                and given.dtype.kind in "iub":
+            t.add("dL/d(input): none: integer indices have no gradient", 4)
+        elif dx is None:
             why = (self.raised("its backward") if path == failed_at else
                    "its backward returned None" if path in rec.grad_inputs else "the backward never reached it")
             self.missing("dL/d(input)", key, why, 4)

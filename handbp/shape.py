@@ -116,7 +116,10 @@ class Flatten(Module):
 
     def row_wise(self, x):
         """None when the batch axis (the first) stays apart, else why not."""
-        start, _ = self._axes(np.ndim(x))
+        try:
+            start, _ = self._axes(np.ndim(x))
+        except LayerValueError as e:         # (its forward refuses x itself: one sample, say)
+            return f"it cannot take this input ({e})"
         return None if start >= 1 else "it merges the batch axis with the next"
 
     def config_args(self):
