@@ -63,10 +63,17 @@ def _in_lockstep_matrices():
 
 def _layer_fast_path(ex):
     """None, or why numerical_gradient(method="fast") knows nothing about the example's layer: it
-    warns "does not know" about a layer it can neither stack through nor give a reason for."""
-    layer = ex.build(np.random.default_rng(0), 3)
-    model = hb.Sequential(hb.Linear(3, 3, rng=np.random.default_rng(1)), layer).eval()
-    x, y = np.random.default_rng(2).normal(size=(5, 3)), np.random.default_rng(3).normal(size=(5, 3))
+    warns "does not know" about a layer it can neither stack through nor give a reason for. A
+    layer that cannot follow a Linear (``chain`` False: integer indices or a tuple in) comes first,
+    fed its example's first input."""
+    layer = ex.chained(np.random.default_rng(0), 3)
+    if ex.chain:
+        model = hb.Sequential(hb.Linear(3, 3, rng=np.random.default_rng(1)), layer).eval()
+        x = np.random.default_rng(2).normal(size=(5, 3))
+    else:
+        model = hb.Sequential(layer, hb.Linear(3, 3, rng=np.random.default_rng(1))).eval()
+        x = ex.input(next(iter(ex.inputs)), np.random.default_rng(2), 3)
+    y = np.random.default_rng(3).normal(size=copy.deepcopy(model)(x).shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         numerical_gradient(model, hb.MSELoss(), x, y, method="fast")
@@ -121,7 +128,7 @@ def completeness_problems():
             why = _loss_fast_path(rows[0])
         else:
             chainable = [ex for ex in rows if ex.chain]
-            why = _layer_fast_path(chainable[0]) if chainable else "no example takes (N, features) input"
+            why = _layer_fast_path((chainable or rows)[0])
         if why:
             problems.append(f"{name}: no fast path in handbp.numerical, nor a reason it has none: {why}")
     return problems

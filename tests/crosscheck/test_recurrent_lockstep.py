@@ -9,7 +9,7 @@ import pytest
 
 import crosscheck as cc
 import handbp as hb
-from recurrent_helpers import (CELL_KINDS, SEQUENCE_KINDS, Readout, build, cell_input, is_lstm, kind_id,
+from tests.helpers.recurrent import (CELL_KINDS, SEQUENCE_KINDS, Readout, build, cell_input, is_lstm, kind_id,
                                register_readout, sequence_input)
 
 DTYPES = ["float64", "float32"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import handbp as hb
-from recurrent_helpers import CELL_CLASSES, SEQUENCE_CLASSES, build, sequence_input
+from tests.helpers.recurrent import CELL_CLASSES, SEQUENCE_CLASSES, build, sequence_input
 
 CONFIGS = [dict(), dict(num_layers=2), dict(bidirectional=True), dict(num_layers=3, bidirectional=True, bias=False),
            dict(batch_first=True, dropout=0.5, num_layers=2)]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from fd import ATOL, RTOL, fd_gradient
+from tests.helpers.fd import fd_gradient
+from tests.helpers.tolerance import FD_ATOL, FD_RTOL
 from handbp.structure import flatten
-from recurrent_helpers import CELL_KINDS, SEQUENCE_KINDS, build, cell_input, kind_id, sequence_input
+from tests.helpers.recurrent import CELL_KINDS, SEQUENCE_KINDS, build, cell_input, kind_id, sequence_input
 
 SEQUENCE_CASES = [(k, nl, layers, bidir, bf, state, batched) for k, nl in SEQUENCE_KINDS
                   for layers, bidir, bf, state, batched in [(1, False, False, True, True), (2, True, True, True, True),
@@ -39,9 +40,9 @@ def check_against_fd(module, x, rng):
     module.forward(x)
     dx = module.backward(dy)
     for a, g in zip(inputs, flatten(dx)):
-        np.testing.assert_allclose(g, fd_gradient(loss, a), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(g, fd_gradient(loss, a), rtol=FD_RTOL, atol=FD_ATOL)
     for name, p in module.named_parameters():
-        np.testing.assert_allclose(p.grad, fd_gradient(loss, p.data), rtol=RTOL, atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(p.grad, fd_gradient(loss, p.data), rtol=FD_RTOL, atol=FD_ATOL, err_msg=name)
     return dx
 
 
@@ -98,7 +99,7 @@ def test_embedding_gradient(rng):
     assert emb.backward(dy) is None
     fd = fd_gradient(loss, emb.weight.data)
     fd[1] = 0                                                    # the padding row is never trained
-    np.testing.assert_allclose(emb.weight.grad, fd, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(emb.weight.grad, fd, rtol=FD_RTOL, atol=FD_ATOL)
     assert not emb.weight.grad[1].any() and emb.weight.grad[4].any()
 
 
@@ -109,7 +110,7 @@ def test_flatten_gradient(module, shape, rng):
     dy = rng.normal(size=module.forward(x).shape)
     loss = lambda: float(np.sum(module.forward(x) * dy))         # noqa: E731
     module.forward(x)
-    np.testing.assert_allclose(module.backward(dy), fd_gradient(loss, x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(module.backward(dy), fd_gradient(loss, x), rtol=FD_RTOL, atol=FD_ATOL)
 
 
 def test_select_output_gradient(rng):
@@ -121,9 +122,9 @@ def test_select_output_gradient(rng):
     loss = lambda: float(np.sum(model.forward(x) * dy))          # noqa: E731
     model.zero_grad()
     model.forward(x)
-    np.testing.assert_allclose(model.backward(dy), fd_gradient(loss, x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(model.backward(dy), fd_gradient(loss, x), rtol=FD_RTOL, atol=FD_ATOL)
     for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, fd_gradient(loss, p.data), rtol=RTOL, atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(p.grad, fd_gradient(loss, p.data), rtol=FD_RTOL, atol=FD_ATOL, err_msg=name)
     d_out = rng.normal(size=(4, 2, 3))
     parts = model[1].backward(d_out)
     assert len(parts) == 2 and parts[0] is d_out and parts[1] is None

@@ -28,9 +28,16 @@ def public_classes(base=hb.Module):
 @dataclass(frozen=True)
 class Layer:
     """An example of a layer or container: ``build(rng, n)`` returns it, float64, for inputs of ``n``
-    features (its last axis); ``inputs`` are the input shapes the gradient test feeds it (for
-    ``n = FEATURES``). ``chain``: it maps (N, n) to (N, n), so it can stand between two Linear
-    layers of any width (the lockstep matrices, the all-or-nothing and in-place tests). ``gain``:
+    features (its last axis); ``inputs`` are the inputs the gradient test feeds it, by name: a
+    shape for ``n = FEATURES`` (normal draws), or a function ``(rng, n) → input`` for anything
+    else (integer indices, a tuple such as a recurrent layer's ``(x, h0)``); ``input`` draws one
+    for ``n`` features.
+    ``tail``: for a layer that returns a tuple (several outputs), a factory of the module that
+    picks the one array the next layer reads (``SelectOutput(0)``); ``chained`` puts it after the
+    layer. ``chain``: ``chained(rng, n)`` maps (N, n) to (N, n), so it can stand between two Linear
+    layers of any width (the lockstep matrices, the all-or-nothing and in-place tests); an example
+    that cannot (its input is integer indices or a tuple) is put first in a model by the lockstep
+    matrix instead, with its first input. ``gain``:
     the factor the Linear weights before it are scaled by in the lockstep matrix, so that a
     saturating activation still passes gradients well away from 0. ``twin``: False for a
     configuration torch does not have, which crosscheck refuses to mirror (and the lockstep
@@ -41,6 +48,18 @@ class Layer:
     chain: bool = True
     gain: float = 1.0
     twin: bool = True
+    tail: object = None
+
+    def input(self, name, rng, n=FEATURES):
+        """One input for ``inputs[name]`` with ``n`` features: drawn normal for a shape (its last
+        axis n), else what its function returns."""
+        spec = self.inputs[name]
+        return spec(rng, n) if callable(spec) else rng.normal(size=tuple(spec[:-1]) + (n,))
+
+    def chained(self, rng, n):
+        """The layer, followed by its ``tail`` if it has one (so that it returns one array)."""
+        m = self.build(rng, n)
+        return m if self.tail is None else hb.Sequential(m, self.tail())
 
 
 def _random_affine(m, rng):
@@ -66,6 +85,48 @@ def _seed(rng):
 
 
 BATCHED = {"batch5": (5, FEATURES)}
+
+
+def _with_state(x_shape, state_shape, states=1, hidden=lambda n: n):
+    """A function (rng, n) → (x, state): a recurrent layer's input (last axis n) with its initial
+    state (last axis ``hidden(n)``; two of them, (h0, c0), for an LSTM)."""
+    def draw(rng, n):
+        h = tuple(rng.normal(size=state_shape + (hidden(n),)) for _ in range(states))
+        return rng.normal(size=x_shape + (n,)), (h[0] if states == 1 else h)
+    return draw
+
+
+def _indices(num, shape):
+    return lambda rng, n: rng.integers(0, num, size=shape)
+
+
+# a recurrent layer's inputs: 5 steps of FEATURES features, one sequence or a batch of 3; its
+# tail picks the output sequence. A chained one reads (N, n) as one unbatched sequence of N steps.
+SEQUENCES = {"unbatched": (5, FEATURES), "batch3": (5, 3, FEATURES)}
+_OUTPUT = lambda: hb.SelectOutput(0)           # noqa: E731
+
+
+def _recurrent(cls, name, **kw):
+    """The examples of a sequence layer (RNN, LSTM, GRU): the defaults, and two layers,
+    bidirectional (n // 2 hidden each way, so n features out), batch_first, with initial states
+    (torch's (h0, c0) for an LSTM)."""
+    D, L = 2, 2
+    states = 2 if cls is hb.LSTM else 1
+    return [Layer(name, lambda rng, n: cls(n, n, rng=rng, **kw), inputs=dict(SEQUENCES), tail=_OUTPUT),
+            Layer(f"{name}-2layers-bidirectional-batch_first-h0",
+                  lambda rng, n: cls(n, n // 2, num_layers=L, bidirectional=True, batch_first=True, rng=rng, **kw),
+                  inputs={"batch3-h0": _with_state((3, 5), (L * D, 3), states, hidden=lambda n: n // 2)},
+                  chain=False, tail=_OUTPUT)]
+
+
+def _cell(cls):
+    """The examples of a cell: one step, from x alone (hx zero) and from (x, hx)."""
+    states = 2 if cls is hb.LSTMCell else 1
+    tail = _OUTPUT if cls is hb.LSTMCell else None
+    name = cls.__name__
+    return [Layer(name, lambda rng, n: cls(n, n, rng=rng), tail=tail),
+            Layer(f"{name}-hx", lambda rng, n: cls(n, n, rng=rng),
+                  inputs={"batch5-hx": _with_state((5,), (5,), states)}, chain=False, tail=tail)]
 LAYERS = {
     hb.Linear: [Layer("Linear", lambda rng, n: hb.Linear(n, n, rng=rng)),
                 Layer("Linear-nobias", lambda rng, n: hb.Linear(n, n, bias=False, rng=rng))],
@@ -113,6 +174,22 @@ LAYERS = {
         hb.Linear(5, n, rng=rng), hb.Softmax()))],
     # torch's init (weights of ±0.5, not the notebook's 0.01), so that no gradient is tiny
     hb.DNN: [Layer("DNN", lambda rng, n: hb.DNN(2, 5, n, n, activation=hb.Sigmoid, init="torch", rng=rng))],
+    hb.RNN: _recurrent(hb.RNN, "RNN") + _recurrent(hb.RNN, "RNN-relu", nonlinearity="relu")[:1],
+    hb.LSTM: _recurrent(hb.LSTM, "LSTM"),
+    hb.GRU: _recurrent(hb.GRU, "GRU") + [Layer("GRU-nobias", lambda rng, n: hb.GRU(n, n, bias=False, rng=rng),
+                                               inputs=dict(SEQUENCES), tail=_OUTPUT)],
+    hb.RNNCell: _cell(hb.RNNCell),
+    hb.LSTMCell: _cell(hb.LSTMCell),
+    hb.GRUCell: _cell(hb.GRUCell),
+    # integer indices in, rows of the table out: always the first layer (padding_idx, whose row
+    # torch leaves without a gradient by design, unlike finite differences: tests/engine/test_recurrent.py)
+    hb.Embedding: [Layer("Embedding", lambda rng, n: hb.Embedding(7, n, rng=rng),
+                         inputs={"indices5": _indices(7, (5,)), "indices2x3": _indices(7, (2, 3))}, chain=False)],
+    hb.SelectOutput: [Layer("SelectOutput", lambda rng, n: hb.SelectOutput(1),
+                            inputs={"pair": lambda rng, n: (rng.normal(size=(5, n)), rng.normal(size=(5, n)))},
+                            chain=False)],
+    hb.Flatten: [Layer("Flatten", lambda rng, n: hb.Flatten(), inputs={"batch5": (5, FEATURES)}),
+                 Layer("Flatten-0-1", lambda rng, n: hb.Flatten(0, 1), inputs={"NTF": (2, 3, FEATURES)}, chain=False)],
 }
 
 
@@ -205,7 +282,7 @@ SHAPE = (4, 3)       # their input and output: a batch of 4 with 3 features
 
 
 def _at_shape(ex):
-    return lambda: ex.build(np.random.default_rng(0), SHAPE[-1])
+    return lambda: ex.chained(np.random.default_rng(0), SHAPE[-1])
 
 
 # every chainable layer (not the containers) as a factory of a layer from (4, 3) to (4, 3); built
