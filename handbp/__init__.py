@@ -17,6 +17,13 @@ from .module import Module, Parameter, Sequential
 from .network import DNN, gradient_descent
 from .normalization import BatchNorm1d, LayerNorm
 from .train import TrainingDiverged, accuracy, fit
+# convolutional networks
+from .conv import Conv1d, Conv2d
+from .dropout import Dropout2d
+from .flatten import Flatten
+from .losses import HuberLoss, L1Loss, MultiMarginLoss, NLLLoss, SmoothL1Loss
+from .normalization import BatchNorm2d, GroupNorm
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool1d, MaxPool2d
 
 __version__ = "0.1.0"
 
@@ -30,11 +37,16 @@ __all__ = [
     "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
     "CheckpointError", "CallOrderError", "TrainingDiverged", "explain", "draw",
 ]
+__all__ += [
+    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
+    "BatchNorm2d", "GroupNorm", "Dropout2d",
+    "NLLLoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "MultiMarginLoss",
+]
 
 # -- recurrent networks: several inputs and outputs (handbp.structure), sequences, gradient clipping
 from . import nn, structure  # noqa: E402  (hb.nn.utils.clip_grad_norm_, as torch.nn.utils)
 from .embedding import Embedding  # noqa: E402
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
-from .shape import Flatten, SelectOutput  # noqa: E402
+from .shape import SelectOutput  # noqa: E402
 
-__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "SelectOutput", "Flatten", "nn"]
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "SelectOutput", "nn"]

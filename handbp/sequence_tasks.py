@@ -23,12 +23,13 @@ import numpy as np
 
 from . import validate
 from .embedding import Embedding
+from .flatten import Flatten
 from .layers import Linear
 from .losses import CrossEntropyLoss
 from .module import Sequential
 from .nn.utils import clip_grad_norm_
 from .recurrent import GRU, LSTM, RNN
-from .shape import Flatten, SelectOutput
+from .shape import SelectOutput
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "teaching.ko.md")

@@ -1,6 +1,6 @@
-"""Modules that only move values around: ``Flatten`` (torch's) and ``SelectOutput``, which picks
-one output of a module that returns several (an LSTM's ``(output, (h_n, c_n))``) so that a
-Sequential can go on with it."""
+"""``SelectOutput``, which picks one output of a module that returns several (an LSTM's
+``(output, (h_n, c_n))``) so that a Sequential can go on with it (torch's ``Flatten`` is in
+``handbp.flatten``)."""
 import numpy as np
 
 from . import structure, validate
@@ -67,63 +67,3 @@ class SelectOutput(Module):
 
     def extra_repr(self):
         return f"index={self.index}"
-
-
-class Flatten(Module):
-    """Flattens the axes ``start_dim`` … ``end_dim`` into one (torch's ``nn.Flatten``; defaults
-    1 and −1 keep the batch axis). ``Flatten(0, 1)`` turns (N, T, H) into (N·T, H): every step
-    of every sequence a row, for a Linear and a CrossEntropyLoss.
-
-    Derivative: none beyond the reshape; dx = dy reshaped to x's shape.
-    """
-
-    def __init__(self, start_dim=1, end_dim=-1):
-        super().__init__()
-        self.start_dim = validate.integer("Flatten", "start_dim", start_dim)
-        self.end_dim = validate.integer("Flatten", "end_dim", end_dim)
-        self.last_shape = self.last_dtype = None
-
-    def _axes(self, ndim):
-        n = max(ndim, 1)
-        start, end = self.start_dim, self.end_dim
-        for name, d in (("start_dim", start), ("end_dim", end)):
-            if not -n <= d < n:
-                raise LayerValueError(self, f"{name} {d} is out of range for an input of {ndim} dimensions")
-        start, end = start % n, end % n
-        if start > end:
-            raise LayerValueError(self, f"start_dim {self.start_dim} comes after end_dim {self.end_dim} for an input "
-                                        f"of {ndim} dimensions")
-        return start, end
-
-    def forward(self, x):
-        """y = x reshaped, axes start_dim … end_dim merged."""
-        if not isinstance(x, np.ndarray):
-            raise LayerTypeError(self, f"x: expected an array, got {describe(x)}")
-        start, end = self._axes(x.ndim)
-        self.last_shape, self.last_dtype = x.shape, x.dtype
-        shape = x.shape if x.ndim else (1,)
-        return x.reshape(shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
-
-    def backward(self, dy):
-        """dx = dy reshaped to x's shape."""
-        if self.last_shape is None:
-            raise CallOrderError(self, "backward() called before forward(); run the forward pass first")
-        start, end = self._axes(len(self.last_shape))
-        shape = self.last_shape if self.last_shape else (1,)
-        out = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
-        self._need_cache(self.last_shape, dy, out, self.last_dtype)
-        return dy.reshape(self.last_shape)
-
-    def row_wise(self, x):
-        """None when the batch axis (the first) stays apart, else why not."""
-        try:
-            start, _ = self._axes(np.ndim(x))
-        except LayerValueError as e:         # (its forward refuses x itself: one sample, say)
-            return f"it cannot take this input ({e})"
-        return None if start >= 1 else "it merges the batch axis with the next"
-
-    def config_args(self):
-        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
-
-    def extra_repr(self):
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

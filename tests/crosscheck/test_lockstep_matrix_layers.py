@@ -10,7 +10,7 @@ import pytest
 import crosscheck as cc
 import handbp as hb
 from handbp.structure import map_structure
-from tests.helpers.examples import Missing, layer_examples
+from tests.helpers.examples import FEATURES, Missing, layer_examples, takes_arrays
 
 OPTIMIZERS = {
     "sgd-nesterov": (hb.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
@@ -24,9 +24,11 @@ OPTIMIZERS = {
     "adagrad": (hb.optim.Adagrad, dict(lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1)),
 }
 # every example that has a torch twin (and a class without an example, which fails): one that can
-# stand between two Linear layers (``chain``) stands there, any other (integer indices or a tuple
-# in: an Embedding, a recurrent layer given its initial states) comes first, fed its own inputs
-LAYERS = {ex.name: ex for ex in layer_examples() if isinstance(ex, Missing) or ex.twin}
+# stand between two Linear layers (``chain``) stands there; one whose input is not an array of its
+# own shape (integer indices or a tuple: an Embedding, a recurrent layer given its initial states)
+# comes first, fed its own inputs; the others (images, signals) are SHAPED, below
+LAYERS = {ex.name: ex for ex in layer_examples()
+          if isinstance(ex, Missing) or ex.twin and (ex.chain or not takes_arrays(ex))}
 DTYPES = ["float64", "float32"]
 VARIANT_OPTIMIZERS = 3
 
@@ -83,6 +85,39 @@ def run_data(layer, model, crosscheck, rng, steps=4):
         x = map_structure(lambda a: a if a.dtype.kind in "iu" else a.astype(dtype), ex.input(name, rng, WIDTH))
         data.append((x, rng.normal(size=copy.deepcopy(model)(x).shape).astype(dtype)))
     return data
+
+
+# the examples with input shapes of their own (images, signals: not chain), each at every input
+# shape it lists × dtype, after a shape-keeping layer with weights so that every run trains something
+SHAPED = {ex.name: ex for ex in layer_examples()
+          if not isinstance(ex, Missing) and not ex.chain and ex.twin and takes_arrays(ex)}
+SHAPED_CASES = [(name, key, d) for name, ex in SHAPED.items() for key in ex.inputs for d in DTYPES]
+
+
+def build_shaped(name, dtype, rng):
+    """``Sequential(first, layer)``: ``first`` a Linear, Conv1d or Conv2d with kernel 1 and no bias over
+    the example's channel axis (axis 1 of its batched input), which keeps the shape of any input the
+    example takes, batched or not (no bias: a normalisation after it would shift a bias away)."""
+    ex = SHAPED[name]
+    batched = next(shape for key, shape in ex.inputs.items() if key != "unbatched")
+    c, dims = batched[1], len(batched) - 2
+    first = hb.Linear(c, c, bias=False, rng=rng) if dims == 0 else \
+        (hb.Conv1d if dims == 1 else hb.Conv2d)(c, c, 1, bias=False, rng=rng)
+    return hb.Sequential(first, ex.build(rng, FEATURES)).to(np.dtype(dtype))
+
+
+@pytest.mark.parametrize("layer, inputs, dtype", SHAPED_CASES, ids=[f"{l}-{k}-{d[5:]}" for l, k, d in SHAPED_CASES])
+def test_lockstep_shaped_layer_dtype(layer, inputs, dtype, crosscheck, rng):
+    model = build_shaped(layer, dtype, rng)
+    shape = SHAPED[layer].inputs[inputs]
+    out = model(rng.normal(size=shape).astype(dtype)).shape
+    data = [(rng.normal(size=shape).astype(dtype), rng.normal(size=out).astype(dtype)) for _ in range(3)]
+    optimizer = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trace = crosscheck.lockstep(model, hb.MSELoss(), optimizer, data)
+    labels = set(trace.steps[-1])
+    assert f"1 ({type(model[1]).__name__}) grad_input" in labels
+    for name in model[1].state_dict():                      # parameters and buffers compared too
+        assert any(label.startswith(f"1.{name} ") for label in labels), (name, sorted(labels))
 
 
 @pytest.mark.parametrize("opt, layer, dtype", CASES, ids=[f"{o}-{l}-{d[5:]}" for o, l, d in CASES])

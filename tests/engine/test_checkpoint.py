@@ -369,7 +369,19 @@ EXAMPLES = {
     "RNNCell": [lambda: hb.RNNCell(3, 4), lambda: hb.RNNCell(2, 3, False, "relu")],
     "LSTMCell": [lambda: hb.LSTMCell(3, 4), lambda: hb.LSTMCell(2, 3, bias=False)],
     "GRUCell": [lambda: hb.GRUCell(3, 4)],
-    "SelectOutput": [lambda: hb.SelectOutput(1)], "Flatten": [lambda: hb.Flatten(0, 1)],
+    "SelectOutput": [lambda: hb.SelectOutput(1)],
+    "Conv1d": [lambda: hb.Conv1d(2, 4, 3), lambda: hb.Conv1d(4, 2, 5, stride=2, padding=2, dilation=2,
+                                                             groups=2, bias=False)],
+    "Conv2d": [lambda: hb.Conv2d(3, 4, 3), lambda: hb.Conv2d(4, 6, (3, 1), padding="same", groups=2, bias=False),
+               lambda: hb.Conv2d(1, 2, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 3))],
+    "MaxPool1d": [lambda: hb.MaxPool1d(3), lambda: hb.MaxPool1d(3, 1, 1, 2, ceil_mode=True)],
+    "MaxPool2d": [lambda: hb.MaxPool2d(2), lambda: hb.MaxPool2d((3, 2), stride=(1, 2), padding=1, ceil_mode=True)],
+    "AvgPool2d": [lambda: hb.AvgPool2d(2), lambda: hb.AvgPool2d(3, 2, 1, count_include_pad=False, divisor_override=4)],
+    "AdaptiveAvgPool2d": [lambda: hb.AdaptiveAvgPool2d(1), lambda: hb.AdaptiveAvgPool2d((3, None))],
+    "Flatten": [lambda: hb.Flatten(0, -2)],
+    "BatchNorm2d": [lambda: hb.BatchNorm2d(3), lambda: hb.BatchNorm2d(2, affine=False, track_running_stats=False)],
+    "GroupNorm": [lambda: hb.GroupNorm(2, 4), lambda: hb.GroupNorm(1, 3, affine=False), lambda: hb.GroupNorm(3, 3, bias=False)],
+    "Dropout2d": [lambda: hb.Dropout2d(0.25)],
 }
 DECLARATION_CASES = [(name, i) for name in sorted(PUBLIC) for i in range(len(EXAMPLES.get(name, [PUBLIC[name]])))]
 
