@@ -2,7 +2,8 @@
 ``handbp train --task chars`` and ``handbp train --task add``.
 
 * ``chars``: a character-level language model of a text (by default the project's own Korean
-  guide, ``docs/teaching.ko.md``): predict each next character. Trained on the first 90% of the
+  guide, ``docs/teaching.ko.md``, or in an installed wheel, which has no docs, the docstrings of
+  handbp's modules): predict each next character. Trained on the first 90% of the
   text, validated on the rest; the measure is bits per character, beside what a model that knows
   only each character's frequency (a unigram model) gets on the same validation text.
 * ``add``: adding two numbers given digit by digit, the least significant first: at step t the
@@ -16,7 +17,10 @@ Both use the model a torch user writes for this: ``Embedding → LSTM (or GRU, R
 and gradient clipping (``hb.nn.utils.clip_grad_norm_``) before each optimizer step, as torch's
 word-language-model example does.
 """
+import importlib
+import inspect
 import os
+import pkgutil
 import time
 
 import numpy as np
@@ -52,8 +56,16 @@ class Corpus:
             with open(path, encoding="utf-8") as f:
                 return cls(f.read())
         except FileNotFoundError:
-            raise FileNotFoundError(f"--corpus: no such file: {path!r} (the default is the project's docs/"
-                                    "teaching.ko.md, which a wheel does not ship: pass --corpus PATH)") from None
+            raise FileNotFoundError(f"--corpus: no such file: {path!r}") from None
+
+    @classmethod
+    def default(cls):
+        """(name, corpus): the project's Korean guide beside the package (a clone of the project),
+        or where there is none (an installed wheel) the docstrings of handbp's own modules and
+        classes: the project's own text either way."""
+        if os.path.exists(DEFAULT_CORPUS):
+            return os.path.basename(DEFAULT_CORPUS), cls.from_file(DEFAULT_CORPUS)
+        return "handbp's docstrings", cls(_docstrings())
 
     def windows(self, ids, length):
         """(x, y): the text cut into windows of ``length`` characters, y the next character of each."""
@@ -157,9 +169,23 @@ def unigram_bits(train_ids, valid_ids, vocab):
     return float(-np.mean(np.log2(counts[valid_ids] / counts.sum())))
 
 
+def _docstrings():
+    """The docstrings of handbp's top-level modules and of the classes they define, in name order."""
+    import handbp
+    parts = []
+    for info in sorted(pkgutil.iter_modules(handbp.__path__), key=lambda m: m.name):
+        if info.ispkg or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"handbp.{info.name}")
+        parts.append(inspect.getdoc(module) or "")
+        parts += [inspect.getdoc(obj) or "" for obj in vars(module).values()
+                  if isinstance(obj, type) and obj.__module__ == module.__name__]
+    return "\n\n".join(p for p in parts if p)
+
+
 # -- the two tasks, as handbp train runs them -----------------------------------------------------
 def run_chars(args, optimizer_for, report, clock=time.perf_counter):
-    corpus = Corpus.from_file(args.corpus or DEFAULT_CORPUS)
+    name, corpus = (os.path.basename(args.corpus), Corpus.from_file(args.corpus)) if args.corpus else Corpus.default()
     rng = np.random.default_rng(args.seed)
     cut = int(len(corpus.ids) * 0.9)
     train_ids, valid_ids = corpus.ids[:cut], corpus.ids[cut:]
@@ -176,7 +202,7 @@ def run_chars(args, optimizer_for, report, clock=time.perf_counter):
     seconds = clock() - t
     bits = 1 / np.log(2)
     train_bits, valid_bits = mean_loss(model, x, y) * bits, mean_loss(model, vx, vy) * bits
-    lines = [f"chars: {len(corpus.ids)} characters ({V} distinct) of {os.path.basename(args.corpus or DEFAULT_CORPUS)}, "
+    lines = [f"chars: {len(corpus.ids)} characters ({V} distinct) of {name}, "
              f"{args.cell.upper()} {args.width}: train {train_bits:.3f} bits/char, validation {valid_bits:.3f} "
              f"bits/char (a unigram model: {unigram_bits(train_ids, valid_ids, V):.3f}) "
              f"({args.epochs} epochs, {seconds:.1f} s)",

@@ -63,6 +63,16 @@ def test_train_chars_takes_any_text_and_saves_a_loadable_model(capsys, tmp_path)
     assert model(np.array([[1, 2, 3]])).shape == (3, 11)     # 11 distinct characters
 
 
+def test_train_chars_without_the_guide_reads_handbp_s_own_docstrings(capsys, monkeypatch, tmp_path):
+    """An installed wheel has no docs/ folder: the default text is then handbp's own docstrings."""
+    import handbp.sequence_tasks as tasks
+    monkeypatch.setattr(tasks, "DEFAULT_CORPUS", str(tmp_path / "no" / "teaching.ko.md"))
+    code, out, _ = run(capsys, "--task", "chars", "--epochs", "1", "--length", "12", "--width", "8",
+                       "--samples", "64")
+    assert code == 0, out
+    assert "of handbp's docstrings" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--task", "add", "--length", "0"], "--length: expected an integer ≥ 1, got 0"),
     (["--task", "chars", "--dropout", "2"], "--dropout: expected a probability in [0, 1], got 2.0"),
