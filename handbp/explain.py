@@ -598,7 +598,9 @@ class _Writer:
                              f"{full} (stored under another name, or never computed)", 4)
             else:
                 self.value(f"dL/d({full})", gkey, g, 4)
-        if hasattr(m, "format_unrolled"):     # a recurrent layer: its steps, the newest first
+        # a recurrent layer: its steps, the newest first (when its forward recorded them: a forward
+        # of one's own, as in an exercise, records nothing)
+        if hasattr(m, "format_unrolled") and getattr(m, "last_runs", None):
             for line in m.format_unrolled(numbers=t.numbers):
                 t.add(line, 4)
         self.rows.append({"path": path, "type": type(m).__name__, "derivative": derivative(m),
