@@ -89,8 +89,9 @@ def as_float_array(x, name, dtype=None):
 
 def check_finite(x, name):
     """ValueError naming ``name`` when ``x`` holds NaN or Inf. (Not ``isfinite(x.sum())``: a sum of
-    finite values can overflow, and that would warn.)"""
-    if not np.isfinite(x).all():
+    finite values can overflow, and that would warn. Nor ``isfinite(x).all()``: counting is the
+    same answer in about half the time on a small array, and every ``module(x)`` asks.)"""
+    if np.count_nonzero(np.isfinite(x)) != x.size:
         bad = np.argwhere(~np.isfinite(x))
         first = tuple(int(i) for i in bad[0])
         raise ValueError(f"{name}: expected finite values, got {len(bad)} non-finite "

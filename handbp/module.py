@@ -96,31 +96,38 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        # every name in the three tables above: a forward's cache stores (``self.last_x = x``) ask
+        # this one set instead of three tables, on every call
+        object.__setattr__(self, "_registered", set())
         object.__setattr__(self, "training", True)
 
     # -- registration: assigning a Parameter or Module to an attribute registers it, as in torch
     def __setattr__(self, name, value):
         d = self.__dict__
-        if "_parameters" not in d:
+        registered = d.get("_registered")
+        if registered is None:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
-        if isinstance(value, (Parameter, Module)) or name in d["_parameters"] or name in d["_modules"] \
-                or name in d["_buffers"]:
+        if name in registered or isinstance(value, (Parameter, Module)):
             # an array assigned to a buffer's name stays that buffer, as in torch
             keep_buffer = name in d["_buffers"] and isinstance(value, np.ndarray)
             for table in (self._parameters, self._modules, self._buffers):
                 table.pop(name, None)
+            registered.add(name)
             if isinstance(value, Parameter):
                 self._parameters[name] = value
             elif isinstance(value, Module):
                 self._modules[name] = value
             elif keep_buffer:
                 self._buffers[name] = True
+            else:
+                registered.discard(name)    # a plain attribute from now on
         d[name] = value          # plain attributes (the caches) take this path alone
 
     def register_buffer(self, name, array):
         """A state array that is saved and loaded but not trained (BatchNorm's running mean)."""
         object.__setattr__(self, name, array)
         self._buffers[name] = True
+        self._registered.add(name)
 
     # -- calling
     def __call__(self, x):
@@ -210,9 +217,19 @@ class Module:
     @property
     def dtype(self):
         """The dtype of the first parameter (float64 for a module without parameters)."""
-        for _, p in self.named_parameters():
-            return p.data.dtype
-        return np.dtype(getattr(self, "_dtype", np.float64))
+        p = self._first_parameter()
+        return p.data.dtype if p is not None else np.dtype(getattr(self, "_dtype", np.float64))
+
+    def _first_parameter(self):
+        """The first of ``named_parameters()``, or None; without its names and generators, as
+        ``module(x)`` asks for the dtype on every call."""
+        for p in self._parameters.values():
+            return p
+        for m in self._modules.values():
+            p = m._first_parameter()
+            if p is not None:
+                return p
+        return None
 
     def to(self, dtype):
         """Cast every parameter and buffer to ``dtype`` in place; returns self (torch's ``.to``)."""
