@@ -81,7 +81,7 @@ def as_float_array(x, name, dtype=None):
     if x.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype} "
                         f"(convert with {name}.astype(np.float64))")
-    if dtype is not None and x.dtype != dtype:
+    if dtype is not None and x.dtype is not dtype and x.dtype != dtype:    # (``is``: the cheap common answer)
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the model's dtype), got {x.dtype}; "
                         f"convert the data with .astype(np.{np.dtype(dtype)}) or the model with .to(np.{x.dtype})")
     return x

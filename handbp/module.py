@@ -52,10 +52,12 @@ class Parameter:
 
         ``fresh=True`` says ``g`` is a new array nobody else holds, so it can become ``grad``
         without a copy."""
-        if self.grad is None:
-            self.grad = g if fresh and g.dtype == self.data.dtype else np.array(g, dtype=self.data.dtype, copy=True)
-        else:
+        if self.grad is not None:
             self.grad += g
+        elif fresh and (g.dtype is self.data.dtype or g.dtype == self.data.dtype):
+            self.grad = g
+        else:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
@@ -162,9 +164,12 @@ class Module:
         if cached is None:
             raise CallOrderError(self, "backward() called before forward(); "
                                        "run the forward pass first, it caches what backward needs")
-        shape = cached.shape if shape is None else shape
-        dtype = getattr(cached, "dtype", None) if dtype is None else dtype
-        if not (isinstance(dy, np.ndarray) and dy.shape == shape and dy.dtype == dtype):
+        if shape is None:
+            shape = cached.shape
+        if dtype is None:
+            dtype = getattr(cached, "dtype", None)
+        # (``is`` first: the dtypes of one model's arrays are one object, and ``==`` costs more)
+        if not (isinstance(dy, np.ndarray) and dy.shape == shape and (dy.dtype is dtype or dy.dtype == dtype)):
             self._refuse_grad_output(dy, shape, dtype)
 
     def _refuse_grad_output(self, dy, shape, dtype):
