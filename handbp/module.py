@@ -105,10 +105,11 @@ class Module:
 
     # -- registration: assigning a Parameter or Module to an attribute registers it, as in torch
     def __setattr__(self, name, value):
+        try:
+            registered = self._registered
+        except AttributeError:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes") from None
         d = self.__dict__
-        registered = d.get("_registered")
-        if registered is None:
-            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
         if name in registered or isinstance(value, (Parameter, Module)):
             # an array assigned to a buffer's name stays that buffer, as in torch
             keep_buffer = name in d["_buffers"] and isinstance(value, np.ndarray)
