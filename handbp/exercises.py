@@ -17,9 +17,11 @@ import numpy as np
 
 from . import optim
 from .activations import Tanh
+from .flatten import Flatten
 from .layers import Linear
 from .losses import MSELoss
 from .module import Sequential
+from .shape import SelectOutput
 
 TODO = 'raise NotImplementedError("TODO: write backward")'
 
@@ -241,6 +243,123 @@ class BatchNorm1d(hb.BatchNorm1d):
         #   dxⱼ = Σᵢ ĝᵢ ∂x̂ᵢ/∂xⱼ = (ĝⱼ − mean(ĝ) − x̂ⱼ · mean(____)) / σ'''},
 }
 
+CONV2D = {
+    "title": {"en": "the convolution's backward", "ko": "합성곱의 역전파"},
+    "code": '''
+
+class Conv2d(hb.Conv2d):
+    """y[n, o, h, w] = b[o] + Σ_(c, i, j) W[o, c, i, j] · xp[n, c, h + i, w + j]: torch's Conv2d
+    (a cross-correlation) with stride 1, no dilation, one group; xp is x with its zero padding.
+    x (N, C, H, W), W (O, C, kh, kw), y (N, O, Ho, Wo)."""
+
+    def forward(self, x):
+        ph, pw = self.padding
+        kh, kw = self.kernel_size
+        self.last_xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        # every kh × kw window of xp, as a view: windows[n, c, h, w, i, j] = xp[n, c, h + i, w + j]
+        self.last_windows = np.lib.stride_tricks.sliding_window_view(self.last_xp, (kh, kw), axis=(2, 3))
+        # {cache}
+        return np.einsum("nchwij,ocij->nohw", self.last_windows, self.weight.data) + self.bias.data[:, None, None]
+
+    def backward(self, dy):
+{comments}
+        {todo}
+''',
+    "cache": {"en": "cached: the padded input and its windows", "ko": "저장: 패딩한 입력과 그 창(window)들"},
+    "comments": {"en": '''        # dy = dL/dy, shape (N, O, Ho, Wo). ADD dW and db into self.weight and self.bias
+        # (accumulate) and return dL/dx, shape (N, C, H, W). y[n, o, h, w] depends on W[o, c, i, j]
+        # through the one product W[o, c, i, j] · xp[n, c, h + i, w + j], so:
+        #
+        #   dW[o, c, i, j] = Σ_(n, h, w) dy[n, o, h, w] · ____          (an einsum with the windows)
+        #   db[o] = Σ_(n, h, w) ____
+        #   xp[n, c, h + i, w + j] reaches y[n, o, h, w] for every o and every tap (i, j), so for
+        #   each tap:  dxp[n, c, h + i, w + j] += Σ_o W[o, c, i, j] · ____
+        #   (added for every (i, j): the kernel read it flipped, as seen from x; this is the "full"
+        #   convolution of dy with the flipped kernel)
+        #   dx = dxp without its ____''',
+                     "ko": '''        # dy = dL/dy, 모양 (N, O, Ho, Wo). dW와 db를 self.weight와 self.bias에 더하고(accumulate)
+        # dL/dx(모양 (N, C, H, W))를 돌려주세요. y[n, o, h, w]는 W[o, c, i, j]에 곱
+        # W[o, c, i, j] · xp[n, c, h + i, w + j] 하나로만 의존하므로:
+        #
+        #   dW[o, c, i, j] = Σ_(n, h, w) dy[n, o, h, w] · ____          (창들과의 einsum)
+        #   db[o] = Σ_(n, h, w) ____
+        #   xp[n, c, h + i, w + j]는 모든 o와 모든 탭 (i, j)에서 y[n, o, h, w]에 닿으므로, 탭마다:
+        #   dxp[n, c, h + i, w + j] += Σ_o W[o, c, i, j] · ____
+        #   (모든 (i, j)에 대해 더함: x에서 보면 커널을 뒤집어 읽은 것, 곧 dy와 뒤집은 커널의
+        #   "full" 합성곱)
+        #   dx = dxp에서 ____을 뗀 것'''},
+}
+
+LSTM_SPEC = {
+    "title": {"en": "the LSTM's backward through time", "ko": "LSTM의 시간 역전파(BPTT)"},
+    "code": '''
+
+class LSTM(hb.LSTM):
+    """One layer, one direction, x of shape (T, N, I) (time first), no initial state (zeros):
+
+        a_t = x_t W_ihᵀ + b_ih + h_(t−1) W_hhᵀ + b_hh, cut into four gates in torch's order i, f, g, o
+        i, f, o = σ(a_i), σ(a_f), σ(a_o);   g = tanh(a_g)
+        c_t = f ⊙ c_(t−1) + i ⊙ g;          h_t = o ⊙ tanh(c_t)
+
+    Returns (output, (h_n, c_n)): h_t of every step (T, N, H), and the last h and c, (1, N, H) each."""
+
+    def forward(self, x):
+        T, N, _ = x.shape
+        H = self.hidden_size
+        W_ih, W_hh = self.weight_ih_l0.data, self.weight_hh_l0.data
+        b = self.bias_ih_l0.data + self.bias_hh_l0.data
+        h, c = np.zeros((N, H), x.dtype), np.zeros((N, H), x.dtype)
+        out = np.empty((T, N, H), x.dtype)
+        self.last_x, self.last_steps = x, []
+        for t in range(T):
+            a = x[t] @ W_ih.T + h @ W_hh.T + b
+            i, f, o = (1 / (1 + np.exp(-a[:, k * H:(k + 1) * H])) for k in (0, 1, 3))
+            g = np.tanh(a[:, 2 * H:3 * H])
+            h_prev, c_prev = h, c
+            c = f * c_prev + i * g
+            h = o * np.tanh(c)
+            self.last_steps.append((h_prev, c_prev, i, f, g, o, c))      # {cache}
+            out[t] = h
+        return out, (h[None], c[None])
+
+    def upstream(self, dy):
+        """The gradients of forward's (output, (h_n, c_n)), as three arrays: dY (T, N, H), dh_n and
+        dc_n (N, H). A part no gradient reached comes as None (the model used only the output, say):
+        it is zeros here."""
+        d_out, d_last = dy if type(dy) is tuple else (dy, None)
+        dh_n, dc_n = (None, None) if d_last is None else d_last
+        zeros = np.zeros_like(self.last_steps[-1][0])
+        dY = np.zeros((len(self.last_steps),) + zeros.shape, zeros.dtype) if d_out is None else d_out
+        return dY, zeros if dh_n is None else dh_n[0], zeros if dc_n is None else dc_n[0]
+
+    def backward(self, dy):
+{comments}
+        {todo}
+''',
+    "cache": {"en": "cached per step: h_(t−1), c_(t−1), the gates and c_t",
+              "ko": "스텝마다 저장: h_(t−1), c_(t−1), 게이트들과 c_t"},
+    "comments": {"en": '''        # dY, dh, dc = self.upstream(dy). ADD the gradients of weight_ih_l0, weight_hh_l0,
+        # bias_ih_l0 and bias_hh_l0 (accumulate) and return dL/dx, shape (T, N, I). Go back through
+        # time, t = T−1 … 0, carrying dh and dc (what reaches h_t and c_t from the later steps):
+        #
+        #   dh = dh + dY[t]                          (h_t went to the output and to step t+1)
+        #   dc = dc + dh ⊙ o ⊙ (1 − ____)            (h_t = o ⊙ tanh(c_t))
+        #   da_i = dc ⊙ g ⊙ i(1 − i),  da_f = dc ⊙ ____ ⊙ f(1 − f),
+        #   da_g = dc ⊙ i ⊙ (1 − g²),  da_o = dh ⊙ ____ ⊙ o(1 − o);   da = [da_i, da_f, da_g, da_o]
+        #   dW_ih += daᵀ x_t,   dW_hh += daᵀ ____,   db_ih = db_hh += Σₙ da
+        #   dx_t = da W_ih;   then, for step t−1:  dh = da ____,   dc = dc ⊙ ____''',
+                 "ko": '''        # dY, dh, dc = self.upstream(dy). weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0의
+        # 기울기를 더하고(accumulate) dL/dx(모양 (T, N, I))를 돌려주세요. 시간을 거슬러
+        # t = T−1 … 0으로 가며, 뒤 스텝들에서 h_t와 c_t에 도착한 dh와 dc를 들고 갑니다:
+        #
+        #   dh = dh + dY[t]                          (h_t는 출력과 스텝 t+1로 갔다)
+        #   dc = dc + dh ⊙ o ⊙ (1 − ____)            (h_t = o ⊙ tanh(c_t))
+        #   da_i = dc ⊙ g ⊙ i(1 − i),  da_f = dc ⊙ ____ ⊙ f(1 − f),
+        #   da_g = dc ⊙ i ⊙ (1 − g²),  da_o = dh ⊙ ____ ⊙ o(1 − o);   da = [da_i, da_f, da_g, da_o]
+        #   dW_ih += daᵀ x_t,   dW_hh += daᵀ ____,   db_ih = db_hh += Σₙ da
+        #   dx_t = da W_ih;   그리고 스텝 t−1을 위해:  dh = da ____,   dc = dc ⊙ ____'''},
+}
+
 
 def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
     return [(rng.normal(size=(batch, n_in)),
@@ -249,6 +368,19 @@ def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
 
 def _run(model, loss, rng, n_in, n_out, classes=False):
     return model, loss, optim.SGD(model.parameters(), lr=0.1), _batches(rng, n_in, n_out, classes=classes)
+
+
+def _images(model, rng, steps=3, batch=4):
+    """The run of an exercise on images: batches of 2-channel 5 × 4 images, 2 targets each."""
+    data = [(rng.normal(size=(batch, 2, 5, 4)), rng.normal(size=(batch, 2))) for _ in range(steps)]
+    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
+
+
+def _sequences(model, rng, steps=3, length=5, batch=2):
+    """The run of an exercise on sequences: (length, batch, 3) inputs, time first, 2 targets for
+    each step of each sequence."""
+    data = [(rng.normal(size=(length, batch, 3)), rng.normal(size=(length * batch, 2))) for _ in range(steps)]
+    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
 
 
 def _skeleton(spec, name, cls):
@@ -274,6 +406,10 @@ LAYERS = [
         Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 3, rng=rng)), cls(), rng, 3, 3, classes=True)),
     _exercise("batchnorm1d", BATCHNORM, "BatchNorm1d", lambda cls, rng: _run(
         Sequential(Linear(3, 4, rng=rng), cls(4), Tanh(), Linear(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
+    _exercise("conv2d", CONV2D, "Conv2d", lambda cls, rng: _images(
+        Sequential(cls(2, 3, 3, padding=1, rng=rng), Tanh(), Flatten(), Linear(3 * 5 * 4, 2, rng=rng)), rng)),
+    _exercise("lstm", LSTM_SPEC, "LSTM", lambda cls, rng: _sequences(
+        Sequential(cls(3, 4, rng=rng), SelectOutput(0), Flatten(0, 1), Linear(4, 2, rng=rng)), rng)),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``handbp bench [numerical|engine|lockstep|conv]``.
+"""Benchmarks that print figures: ``handbp bench [numerical|engine|lockstep|conv|rnn]``.
 
 Each suite lives in ``handbp.benchmarks.<suite>`` with ``add_arguments(parser)`` and
 ``run(args) -> int``. Timings are medians over repeats, measured side by side in one run, with
@@ -11,6 +11,7 @@ SUITES = {
     "engine": "handbp's training step vs torch eager and a minimal fused NumPy loop",
     "lockstep": "crosscheck's lockstep cost per step, and pytest -n 2 against serial",
     "conv": "handbp's Conv2d forward and backward against torch's, float32 and float64, time and peak memory",
+    "rnn": "handbp's LSTM (GRU, RNN) forward + backward over a sequence against torch eager",
 }
 
 
