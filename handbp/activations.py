@@ -7,22 +7,24 @@ from .errors import LayerValueError
 from .module import Module
 
 
+# np.errstate as a decorator: the same guard as ``with np.errstate(...)``, without building the
+# context manager on every call (that cost as much as sigmoid's arithmetic on a small layer)
+@np.errstate(under="ignore")
 def exp(x):
     """eˣ for x ≤ 0 (shifted logits): below about −745 (−103 in float32) it underflows to 0, the
     correctly rounded value, so that expected underflow is not reported, even under
     ``np.errstate(all="raise")``."""
-    with np.errstate(under="ignore"):
-        return np.exp(x)
+    return np.exp(x)
 
 
+@np.errstate(over="ignore", under="ignore")
 def sigmoid(x):
     """σ(x) = 1 / (1 + e⁻ˣ), torch's formula, in three array operations.
 
     For x below about −709 (−88 in float32) e⁻ˣ overflows to inf and the result is 1/inf = 0,
     which is σ(x) to within the smallest positive float; large positive x give e⁻ˣ = 0 (an
     underflow) and σ = 1. Both are expected, so neither is reported. No NaN for any finite x."""
-    with np.errstate(over="ignore", under="ignore"):
-        return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 class Sigmoid(Module):

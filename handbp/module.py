@@ -71,10 +71,12 @@ class Parameter:
 
         ``fresh=True`` says ``g`` is a new array nobody else holds, so it can become ``grad``
         without a copy."""
-        if self.grad is None:
-            self.grad = g if fresh and g.dtype == self.data.dtype else np.array(g, dtype=self.data.dtype, copy=True)
-        else:
+        if self.grad is not None:
             self.grad += g
+        elif fresh and (g.dtype is self.data.dtype or g.dtype == self.data.dtype):
+            self.grad = g
+        else:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
@@ -115,31 +117,39 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        # every name in the three tables above: a forward's cache stores (``self.last_x = x``) ask
+        # this one set instead of three tables, on every call
+        object.__setattr__(self, "_registered", set())
         object.__setattr__(self, "training", True)
 
     # -- registration: assigning a Parameter or Module to an attribute registers it, as in torch
     def __setattr__(self, name, value):
+        try:
+            registered = self._registered
+        except AttributeError:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes") from None
         d = self.__dict__
-        if "_parameters" not in d:
-            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
-        if isinstance(value, (Parameter, Module)) or name in d["_parameters"] or name in d["_modules"] \
-                or name in d["_buffers"]:
+        if name in registered or isinstance(value, (Parameter, Module)):
             # an array assigned to a buffer's name stays that buffer, as in torch
             keep_buffer = name in d["_buffers"] and isinstance(value, np.ndarray)
             for table in (self._parameters, self._modules, self._buffers):
                 table.pop(name, None)
+            registered.add(name)
             if isinstance(value, Parameter):
                 self._parameters[name] = value
             elif isinstance(value, Module):
                 self._modules[name] = value
             elif keep_buffer:
                 self._buffers[name] = True
+            else:
+                registered.discard(name)    # a plain attribute from now on
         d[name] = value          # plain attributes (the caches) take this path alone
 
     def register_buffer(self, name, array):
         """A state array that is saved and loaded but not trained (BatchNorm's running mean)."""
         object.__setattr__(self, name, array)
         self._buffers[name] = True
+        self._registered.add(name)
 
     # -- calling
     def __call__(self, x, *more):
@@ -182,9 +192,12 @@ class Module:
         if cached is None:
             raise CallOrderError(self, "backward() called before forward(); "
                                        "run the forward pass first, it caches what backward needs")
-        shape = cached.shape if shape is None else shape
-        dtype = getattr(cached, "dtype", None) if dtype is None else dtype
-        if not (isinstance(dy, np.ndarray) and dy.shape == shape and dy.dtype == dtype):
+        if shape is None:
+            shape = cached.shape
+        if dtype is None:
+            dtype = getattr(cached, "dtype", None)
+        # (``is`` first: the dtypes of one model's arrays are one object, and ``==`` costs more)
+        if not (isinstance(dy, np.ndarray) and dy.shape == shape and (dy.dtype is dtype or dy.dtype == dtype)):
             self._refuse_grad_output(dy, shape, dtype)
 
     def _refuse_grad_output(self, dy, shape, dtype):
@@ -237,9 +250,19 @@ class Module:
     @property
     def dtype(self):
         """The dtype of the first parameter (float64 for a module without parameters)."""
-        for _, p in self.named_parameters():
-            return p.data.dtype
-        return np.dtype(getattr(self, "_dtype", np.float64))
+        p = self._first_parameter()
+        return p.data.dtype if p is not None else np.dtype(getattr(self, "_dtype", np.float64))
+
+    def _first_parameter(self):
+        """The first of ``named_parameters()``, or None; without its names and generators, as
+        ``module(x)`` asks for the dtype on every call."""
+        for p in self._parameters.values():
+            return p
+        for m in self._modules.values():
+            p = m._first_parameter()
+            if p is not None:
+                return p
+        return None
 
     def to(self, dtype):
         """Cast every parameter and buffer to ``dtype`` in place; returns self (torch's ``.to``)."""

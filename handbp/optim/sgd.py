@@ -48,11 +48,12 @@ class SGD(Optimizer):
         self._check_grads()
         for group in self.param_groups:
             lr, mu, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+            maximize = group["maximize"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 # (each "x + c · y" is rounded once, as torch's add(y, alpha=c) is: see add_scaled)
-                g = -p.grad if group["maximize"] else p.grad
+                g = -p.grad if maximize else p.grad
                 if wd != 0:
                     g = add_scaled(g, p.data, wd)
                 if mu != 0:
