@@ -7,6 +7,14 @@ from ._torch import require_torch, to_numpy
 from .mirror import load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
 
 
+def vjp(out, dy):
+    """The scalar ``Σ out ⊙ dy``, whose backward sends exactly ``dy`` into ``out`` (its gradient
+    with respect to ``out`` is ``1 · dy``): ``out.backward(dy)`` without the upstream gradient,
+    which torch checks against ``out``'s shape through its symbolic-shapes module, importing sympy
+    (longer than importing torch itself) in the process that first does so."""
+    return (out * dy).sum()
+
+
 def group_layout(optimizer):
     """Which parameters each param group holds, by identity: a change means the twin's optimizer
     must be rebuilt (``add_param_group`` between steps)."""
@@ -130,7 +138,7 @@ class Twin:
             if dy is None:
                 grad_inputs.append(None)
                 continue
-            oi.backward(self._tensor(dy))
+            vjp(oi, self._tensor(dy)).backward()
             grad_inputs.append(to_numpy(xi.grad))
         pred = self._tensor(mine.out).requires_grad_(True)
         loss = self.loss(pred, self._target(y))
@@ -165,7 +173,7 @@ class Twin:
             target = xi if quantity == "grad_input" else dict(leaf.named_parameters()).get(local)
             if target is None:
                 return None
-            (g,) = torch.autograd.grad(out, target, grad_outputs=self._tensor(dy), allow_unused=True)
+            (g,) = torch.autograd.grad(vjp(out, self._tensor(dy)), target, allow_unused=True)
             return None if g is None else g.numpy().copy()
         finally:
             with torch.no_grad():
