@@ -12,6 +12,8 @@ COMMANDS = {
     "explain": ("handbp.commands.explain", "one training step's backward, module by module, beside torch's values"),
     "zoo": ("handbp.commands.zoo", "run the bug zoo: classic backprop bugs, each caught by crosscheck with its hint"),
     "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
+    "grade": ("handbp.commands.grade", "grade students' layers: a Gradescope autograder bundle, or a folder of "
+                                       "submissions on this machine"),
 }
 
 
