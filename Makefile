@@ -25,7 +25,7 @@ test: $(STAMP)
 # the long property-based fuzz profile (make test runs 100 examples)
 FUZZ ?= 1000
 fuzz: $(STAMP)
-	$(BIN)/python -m pytest -q -s tests/test_hardening.py -k fuzz --fuzz-examples $(FUZZ)
+	$(BIN)/python -m pytest -q -s tests/crosscheck/test_hardening.py -k fuzz --fuzz-examples $(FUZZ)
 
 # the project as users install it: the wheel in a fresh environment outside the repository, without
 # torch and then with it (builds its own environments, ~2 min; CI runs it after make test)

@@ -15,7 +15,7 @@ import types
 # public name -> the submodule that defines it
 _EXPORTS = {
     "mirror": "mirror", "MirrorError": "mirror", "register": "registry", "register_optimizer": "registry",
-    "lockstep": "lockstep", "leaves": "lockstep", "Trace": "trace",
+    "lockstep": "lockstep", "leaves": "lockstep", "Trace": "trace", "explain": "explain",
     "Divergence": "report", "NonFiniteError": "report", "Tolerance": "tolerance", "default_tolerance": "tolerance",
 }
 __all__ = list(_EXPORTS)
@@ -34,9 +34,10 @@ def __dir__():
 
 
 class _Package(types.ModuleType):
-    """Importing a submodule sets the package's attribute of that name to it. Two submodules share
-    their name with the function they define (``crosscheck.lockstep``, ``crosscheck.mirror``): for
-    those, the package's name stays the function, as it was when the package imported them eagerly."""
+    """Importing a submodule sets the package's attribute of that name to it. Three submodules share
+    their name with the function they define (``crosscheck.lockstep``, ``crosscheck.mirror``,
+    ``crosscheck.explain``): for those, the package's name stays the function, as it was when the
+    package imported them eagerly."""
 
     def __setattr__(self, name, value):
         if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}" and name in _EXPORTS:

@@ -32,7 +32,7 @@ def to_numpy(t):
     return t.detach().numpy()
 
 
-_BLAS = []    # a threadpoolctl controller of the loaded BLAS libraries, made once (scanning them costs ~0.2 ms)
+_BLAS = []    # a threadpoolctl controller of the loaded BLAS libraries, made once (scanning the loaded libraries is slow next to a step)
 
 
 def _blas_controller():

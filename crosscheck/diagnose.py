@@ -107,6 +107,18 @@ def _update(check, a, b, before):
     return None
 
 
+def _square_transpose(a, b, what):
+    """handbp = torchᵀ for a square matrix: the shapes agree, so ``_shape`` cannot see it."""
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2 or not b.any():
+        return None
+    if np.allclose(a, b.T, rtol=1e-6, atol=1e-12 * np.abs(b).max()):
+        of = "" if what == "it" else f" for {what}"
+        return "transpose", (f"handbp = torchᵀ{of}: a {a.shape[0]} × {a.shape[1]} matrix, so the shapes agree but "
+                             "the values are transposed: a missing or extra transpose (torch's layout: weight is "
+                             "(out_features, in_features))"), None
+    return None
+
+
 def _zero(check, a, b, what):
     if a.any() or not b.any():
         return None
@@ -177,7 +189,7 @@ def diagnose(check, context=None, ratio_tol=1e-6):
         if found:
             return found
         a, b, what = a - before, b - before, "the update"
-    found = _zero(check, a, b, what) or _factor(a, b, what, context, ratio_tol)
+    found = _zero(check, a, b, what) or _square_transpose(a, b, what) or _factor(a, b, what, context, ratio_tol)
     if found:
         return found
     # no pattern in the values; but the checks run in causal order, so everything upstream matched

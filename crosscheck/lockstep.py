@@ -38,7 +38,7 @@ import numpy as np
 
 import handbp as hb
 from handbp.errors import describe
-from handbp.inspect import Recorder, leaves
+from handbp.recording import Recorder, leaves
 
 from ._torch import require_torch, threads_taking_turns
 from .compare import Check, Layout, evaluate_arrays, max_rel

@@ -291,7 +291,7 @@ class Checker:
         otherwise, shaped like the model's output.
         """
         import handbp as hb
-        from handbp.inspect import leaves
+        from handbp.recording import leaves
         first = leaves(model)[0][1]
         if not isinstance(getattr(first, "in_features", None), int):
             raise ValueError(f"Checker.data: the model's first layer ({type(first).__name__}) has no integer "

@@ -5,8 +5,9 @@ with its derivative in the docstring. Layouts and names follow PyTorch, so that 
 build a torch twin and compare every step.
 """
 from . import checkpoint, datasets, numerical, optim   # hb.checkpoint.register: classes of your own
-from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ELU, GELU, Hardtanh, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
 from .checkpoint import CheckpointError, load, load_into, save
+from .draw import draw
 from .dropout import Dropout
 from .errors import CallOrderError
 from .explain import explain
@@ -23,9 +24,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DNN", "Sigmoid", "MeanSquaredError", "gradient_descent",
     "Parameter", "Module", "Sequential", "Linear",
-    "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax", "GELU",
+    "Tanh", "ReLU", "LeakyReLU", "Identity", "Softmax", "GELU", "ELU", "SiLU", "Softplus", "Hardtanh",
     "BatchNorm1d", "LayerNorm", "Dropout",
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
     "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
-    "CheckpointError", "CallOrderError", "TrainingDiverged", "explain",
+    "CheckpointError", "CallOrderError", "TrainingDiverged", "explain", "draw",
 ]

@@ -28,6 +28,8 @@ def sigmoid(x):
 class Sigmoid(Module):
     """y = σ(x) = 1 / (1 + e⁻ˣ).  Derivative: dy/dx = σ(x)(1 − σ(x)) = y(1 − y)."""
 
+    elementwise = True
+
     def __init__(self):
         super().__init__()
         self.last_o = None
@@ -45,6 +47,8 @@ class Sigmoid(Module):
 
 class Tanh(Module):
     """y = tanh(x).  Derivative: dy/dx = 1 − tanh²(x) = 1 − y²."""
+
+    elementwise = True
 
     def __init__(self):
         super().__init__()
@@ -64,6 +68,8 @@ class Tanh(Module):
 class ReLU(Module):
     """y = max(x, 0).  Derivative: 1 where x > 0, else 0 (0 at x = 0, as torch)."""
 
+    elementwise = True
+
     def __init__(self):
         super().__init__()
         self.last_mask = self.last_dtype = None
@@ -82,6 +88,8 @@ class ReLU(Module):
 class LeakyReLU(Module):
     """y = x for x > 0, else negative_slope · x.  Derivative: 1 for x > 0, else negative_slope
     (negative_slope at x = 0, as torch)."""
+
+    elementwise = True
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -107,6 +115,8 @@ class LeakyReLU(Module):
 
 class Identity(Module):
     """y = x.  Derivative: 1."""
+
+    elementwise = True
 
     def __init__(self):
         super().__init__()
@@ -141,6 +151,13 @@ class Softmax(Module):
         z = exp(x - x.max(axis=self.dim, keepdims=True))
         self.last_o = z / z.sum(axis=self.dim, keepdims=True)
         return self.last_o
+
+    def row_wise(self, x):
+        """Along the last axis each sample is normalized alone; along another, across the batch (a
+        one-sample x stacks on a new first axis, so only dim=-1 names its axis there)."""
+        if self.dim == -1 or (x.ndim > 1 and self.dim % x.ndim == x.ndim - 1):
+            return None
+        return f"it normalizes along dim={self.dim}, across the rows of a stack of inputs shaped like {x.shape}"
 
     def backward(self, dy):
         """dx = y ⊙ (dy − Σ dy ⊙ y) along dim."""
@@ -231,6 +248,8 @@ class GELU(Module):
         approximate: ``"none"`` (default, the exact erf form) or ``"tanh"``.
     """
 
+    elementwise = True
+
     KAPPA = 0.044715
 
     def __init__(self, approximate="none"):
@@ -265,3 +284,149 @@ class GELU(Module):
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
+
+
+class ELU(Module):
+    """y = x for x > 0, α(eˣ − 1) for x ≤ 0 (torch's ELU; eˣ − 1 as expm1(x), exact near 0).
+
+    Derivative: dy/dx = 1 for x > 0, α eˣ for x ≤ 0 (α at x = 0, as torch).
+
+    Args:
+        alpha: α, the value −α approached as x → −∞ (default 1.0).
+    """
+
+    elementwise = True
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = float(validate.number("ELU", "alpha", alpha))
+        self.last_x = None
+
+    def forward(self, x):
+        """y = x where x > 0, α·expm1(x) elsewhere; caches x. (expm1 sees min(x, 0) only: the
+        branch not taken must not overflow.)"""
+        self.last_x = x
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * self.alpha)
+
+    def backward(self, dy):
+        """dx = dy where x > 0, dy · α eˣ elsewhere."""
+        x = self.last_x
+        self._need_cache(x, dy)
+        with np.errstate(under="ignore"):       # a product below the smallest float is 0, rightly
+            return np.where(x > 0, dy, dy * self.alpha * np.exp(np.minimum(x, 0)))
+
+    def config_args(self):
+        return {"alpha": self.alpha}
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+class SiLU(Module):
+    """y = x σ(x) = x / (1 + e⁻ˣ) (SiLU, or swish; torch's formula).
+
+    Derivative: dy/dx = σ(x) + x σ(x)(1 − σ(x)) = σ(x)(1 + x(1 − σ(x))).
+    """
+
+    elementwise = True
+
+    def __init__(self):
+        super().__init__()
+        self.last_x = None          # x, for the x(1 − σ) term
+        self.last_sigmoid = None    # σ(x) = 1 / (1 + e⁻ˣ), from the forward's denominator
+
+    def forward(self, x):
+        """y = x / (1 + e⁻ˣ); caches x and σ(x). Below about −709 (−88 in float32) e⁻ˣ overflows
+        to inf, and y = −0, σ = 0 are the right limits; just above, σ is subnormal. Neither is
+        reported."""
+        with np.errstate(over="ignore", under="ignore"):
+            d = 1.0 + np.exp(-x)
+            self.last_x, self.last_sigmoid = x, 1.0 / d
+            return x / d
+
+    def backward(self, dy):
+        """dx = dy · σ(x)(1 + x(1 − σ(x)))."""
+        x, s = self.last_x, self.last_sigmoid
+        self._need_cache(x, dy)
+        with np.errstate(under="ignore"):       # σ may be subnormal: so may dy · σ, rightly
+            return dy * s * (1.0 + x * (1.0 - s))
+
+
+class Softplus(Module):
+    """y = (1/β) log(1 + e^(βx)), and y = x where βx > threshold (torch's rule: there the two agree
+    to within rounding, and e^(βx) would overflow further on).
+
+    Derivative: dy/dx = e^(βx) / (1 + e^(βx)) = σ(βx); 1 where βx > threshold.
+
+    Args:
+        beta: β > 0 (default 1.0).
+        threshold: βx above it takes the linear branch (default 20.0).
+    """
+
+    elementwise = True
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta = float(validate.number("Softplus", "beta", beta, low=0, low_open=True))
+        self.threshold = float(validate.number("Softplus", "threshold", threshold))
+        self.last_linear = None     # where βx > threshold
+        self.last_z = None          # e^(βx) (of min(βx, threshold): the linear branch does not use it)
+
+    def forward(self, x):
+        """y = x where βx > threshold, log1p(e^(βx)) / β elsewhere; caches the branch and e^(βx)."""
+        bx = x * self.beta
+        linear = bx > self.threshold
+        with np.errstate(under="ignore"):       # e^(βx) → 0 for very negative βx, rightly
+            z = np.exp(np.minimum(bx, self.threshold))
+            self.last_linear, self.last_z = linear, z
+            return np.where(linear, x, np.log1p(z) / self.beta)
+
+    def backward(self, dy):
+        """dx = dy where βx > threshold, dy · z / (z + 1) elsewhere, z = e^(βx)."""
+        z = self.last_z
+        self._need_cache(z, dy)
+        with np.errstate(under="ignore"):       # z may be subnormal: so may dy · z, rightly
+            return np.where(self.last_linear, dy, dy * z / (z + 1.0))
+
+    def config_args(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(Module):
+    """y = min_val for x < min_val, max_val for x > max_val, x in between (torch's clamp).
+
+    Derivative: dy/dx = 1 for min_val < x < max_val, 0 elsewhere, the bounds themselves included
+    (as torch).
+
+    Args:
+        min_val, max_val: the bounds, min_val < max_val (default −1.0 and 1.0).
+    """
+
+    elementwise = True
+
+    def __init__(self, min_val=-1.0, max_val=1.0):
+        super().__init__()
+        self.min_val = float(validate.number("Hardtanh", "min_val", min_val))
+        self.max_val = float(validate.number("Hardtanh", "max_val", max_val, low=self.min_val, low_open=True,
+                                             what=f"a finite number > min_val ({self.min_val})"))
+        self.last_inside = self.last_dtype = None    # where min_val < x < max_val; x's dtype
+
+    def forward(self, x):
+        """y = min(max(x, min_val), max_val); caches where x is strictly inside the bounds."""
+        self.last_inside, self.last_dtype = (x > self.min_val) & (x < self.max_val), x.dtype
+        return np.minimum(np.maximum(x, self.min_val), self.max_val)
+
+    def backward(self, dy):
+        """dx = dy where min_val < x < max_val, else 0."""
+        inside = self.last_inside
+        self._need_cache(inside, dy, dtype=self.last_dtype)
+        return np.where(inside, dy, 0.0).astype(dy.dtype, copy=False)
+
+    def config_args(self):
+        return {"min_val": self.min_val, "max_val": self.max_val}
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}"

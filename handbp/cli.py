@@ -11,6 +11,8 @@ COMMANDS = {
     "demo": ("handbp.commands.demo", "the seed notebook's experiment, cross-checked against torch"),
     "explain": ("handbp.commands.explain", "one training step's backward, module by module, beside torch's values"),
     "zoo": ("handbp.commands.zoo", "run the bug zoo: classic backprop bugs, each caught by crosscheck with its hint"),
+    "exercise": ("handbp.commands.exercise", "exercises: write a layer's backward (or fix a zoo bug), checked against "
+                 "torch tensor by tensor"),
     "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
     "grade": ("handbp.commands.grade", "grade students' layers: a Gradescope autograder bundle, or a folder of "
                                        "submissions on this machine"),

@@ -47,6 +47,13 @@ class Dropout(Module):
         self._need_cache(mask, dy, dtype=self.last_dtype)
         return dy * (mask * dy.dtype.type(self.last_scale))
 
+    def row_wise(self, x):
+        """In eval (or with p = 0) the identity; in training every call draws a new mask, so a stack
+        of inputs would not see the masks each input saw."""
+        if self.training and self.p > 0:
+            return "it draws a new random mask on every forward (training mode)"
+        return None
+
     def config_args(self):
         return {"p": self.p}
 

@@ -75,7 +75,9 @@ class Linear(Module):
         return y
 
     def backward(self, dy):
-        """dW = dyᵀ x,  db = Σₙ dy,  dx = dy W."""
+        """dW = dyᵀ x,  db = Σₙ dy,  dx = dy W   (a batch: x (N, in), dy (N, out)).
+
+        One sample (x (in,), dy (out,)): dW = dy xᵀ, an outer product; db = dy."""
         x = self.last_x
         self._need_cache(x, dy, None if x is None else x.shape[:-1] + (self.out_features,))
         if x.ndim == 1:                        # one sample: dyᵀ x is the outer product
@@ -87,6 +89,10 @@ class Linear(Module):
             if self.bias is not None:
                 self.bias.accumulate(dy.sum(axis=0), fresh=True)
         return dy @ self.weight.data
+
+    def row_wise(self, x):
+        """Each row is x Wᵀ + b on its own."""
+        return None
 
     def config_args(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None}

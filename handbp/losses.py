@@ -42,6 +42,33 @@ class Loss(Module):
     def backward(self, dy=1.0):
         raise NotImplementedError
 
+    def per_row(self, preds, target):
+        """The loss of each of R predictions stacked along a new first axis, as a float64 array
+        (R,): ``[loss(p, target) for p in preds]``, the loss's own formula. handbp's losses write
+        their formula once, for ``forward`` and ``per_row`` alike, and reduce it over each row in
+        one call; this default runs ``forward`` row by row (it overwrites the cache, as a call
+        does). Numerical differentiation uses it on stacks of perturbed predictions."""
+        preds, target = self._check_rows(preds, target)
+        return np.array([float(self.forward(p, target)) for p in preds], dtype=np.float64)
+
+    def _check_rows(self, preds, target):
+        """``preds`` (R, *pred's shape) and the target as one prediction's ``__call__`` checks it."""
+        preds = as_float_array(preds, "preds")
+        if preds.ndim == 0 or preds[0].size == 0:
+            raise ValueError(f"{type(self).__name__}: preds: expected predictions stacked along a new first axis, "
+                             f"each with at least one element, got shape {preds.shape}")
+        return preds, self._check_target(preds[0], target)
+
+
+def _rows(a):
+    """The axes of one row of a stack (every axis but the first), for reducing per row."""
+    return tuple(range(1, a.ndim))
+
+
+def _reduce(values, reduction, axis):
+    """mean or sum of ``values`` over ``axis`` (None: all of them)."""
+    return values.mean(axis=axis) if reduction == "mean" else values.sum(axis=axis)
+
 
 class MeanSquaredError(Loss):
     """The notebook's loss: L = ½ · mean((h − y)²), the mean over every element.
@@ -53,7 +80,16 @@ class MeanSquaredError(Loss):
     def forward(self, h, y):
         self.last_diff = h - y
         self._cache = True
-        return 0.5 * np.mean(np.square(self.last_diff))
+        return self.value(self.last_diff)
+
+    def per_row(self, preds, target):
+        preds, y = self._check_rows(preds, target)
+        return self.value(preds - y, axis=_rows(preds)).astype(np.float64)
+
+    @staticmethod
+    def value(diff, axis=None):
+        """L = ½ · mean((h − y)²) from diff = h − y, the mean over ``axis`` (all elements: None)."""
+        return 0.5 * np.square(diff).mean(axis=axis)
 
     def backward(self, dy=1.0):
         """dL/dh = (h − y) / n."""
@@ -78,8 +114,15 @@ class MSELoss(Loss):
     def forward(self, h, y):
         self.last_diff = h - y
         self._cache = True
-        sq = np.square(self.last_diff)
-        return sq.mean() if self.reduction == "mean" else sq.sum()
+        return self.value(self.last_diff)
+
+    def per_row(self, preds, target):
+        preds, y = self._check_rows(preds, target)
+        return self.value(preds - y, axis=_rows(preds)).astype(np.float64)
+
+    def value(self, diff, axis=None):
+        """L = mean((h − y)²) or Σ(h − y)² from diff = h − y, over ``axis`` (all elements: None)."""
+        return _reduce(np.square(diff), self.reduction, axis)
 
     def backward(self, dy=1.0):
         """dL/dh = 2(h − y) · (1/n if mean)."""
@@ -135,21 +178,33 @@ class CrossEntropyLoss(Loss):
 
     def forward(self, z, y):
         batched = z.ndim == 2
-        z2 = z if batched else z[None, :]
+        z2, y2 = (z, y) if batched else (z[None, :], y[None])
         # float32 logits are worked in float64 here, as torch's CPU kernel accumulates in double:
         # softmax(z) − onehot(y) cancels when the right class is nearly certain
         logp = log_softmax(z2.astype(np.float64))
         if y.dtype.kind == "f":     # a copy: the caller may edit its target before backward
-            p = (y if batched else y[None, :]).astype(np.float64)
-            per_sample = -(p * logp).sum(axis=1)
+            p = y2.astype(np.float64)
         else:
-            idx = y if batched else y[None]
             p = np.zeros(z2.shape)
-            p[np.arange(len(idx)), idx] = 1.0
-            per_sample = -logp[np.arange(len(idx)), idx]
+            p[np.arange(len(y2)), y2] = 1.0
         self.last_softmax, self.last_p, self.last_shape, self.last_dtype = exp(logp), p, z.shape, z.dtype
         self._cache = True
-        return per_sample.mean() if self.reduction == "mean" else per_sample.sum()
+        return self.value(logp, y2)
+
+    def per_row(self, preds, target):
+        preds, y = self._check_rows(preds, target)
+        batched = preds.ndim == 3
+        logp = log_softmax(preds.astype(np.float64) if batched else preds[:, None, :].astype(np.float64))
+        return self.value(logp, y if batched else y[None])
+
+    def value(self, logp, y):
+        """L = mean (or Σ) over the samples of ℓₙ = −log softmax(zₙ)[yₙ] (−Σ_c pₙ_c log softmax(zₙ)_c
+        for probabilities), from logp = log softmax(z) of shape (..., N, C) and y (N,) or (N, C)."""
+        if y.dtype.kind == "f":
+            per_sample = -(y * logp).sum(axis=-1)
+        else:
+            per_sample = -logp[..., np.arange(len(y)), y]
+        return _reduce(per_sample, self.reduction, -1)
 
     def backward(self, dy=1.0):
         """dL/dz = (softmax(z) · Σp − p) / N, which is (softmax(z) − onehot(y)) / N for indices."""
@@ -181,10 +236,17 @@ class BCEWithLogitsLoss(Loss):
         # thousands of units off in the difference
         self.last_dtype = z.dtype
         z, y = z.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
-        per = np.maximum(z, 0) - z * y + np.log1p(exp(-np.abs(z)))
         self.last_diff = sigmoid(z) - y
         self._cache = True
-        return per.mean() if self.reduction == "mean" else per.sum()
+        return self.value(z, y)
+
+    def per_row(self, preds, target):
+        preds, y = self._check_rows(preds, target)
+        return self.value(preds.astype(np.float64, copy=False), y.astype(np.float64, copy=False), axis=_rows(preds))
+
+    def value(self, z, y, axis=None):
+        """L = mean (or Σ) of ℓ = max(z, 0) − z·y + log(1 + e^(−|z|)) over ``axis`` (all: None)."""
+        return _reduce(np.maximum(z, 0) - z * y + np.log1p(exp(-np.abs(z))), self.reduction, axis)
 
     def backward(self, dy=1.0):
         """dL/dz = (σ(z) − y) · (1/n if mean)."""

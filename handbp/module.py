@@ -68,7 +68,29 @@ class Module:
     ``module(x)`` checks ``x`` once (a floating array of the module's dtype, all finite) and then
     calls ``forward``. Containers call their children's ``forward`` directly, so the check runs
     once per call, at the boundary, not once per layer.
+
+    Class facts: what the rest of handbp knows about a layer, declared by the layer's class next to
+    its forward (numerical differentiation and the command line read them; nothing keeps a table
+    of classes):
+
+    * ``elementwise``: y[i] depends on x[i] alone and y has x's shape (the activations);
+    * ``row_wise(x)``: None when each sample of a batch ``x`` goes through independently of the
+      others, else why not.
+
+    A fact speaks for the forward it was declared with: a subclass that writes its own forward
+    declares them again, or it has Module's defaults (see ``declares``).
     """
+
+    elementwise = False
+
+    def row_wise(self, x):
+        """None when ``forward`` treats each sample of the batch ``x`` independently of the others,
+        so that inputs stacked along the first axis (x's rows times R, or R one-sample inputs on a
+        new first axis) go through in one call as they would one by one; else a short reason.
+        Element-wise modules are; by default handbp does not know."""
+        if self.elementwise:
+            return None
+        return f"handbp does not know whether {type(self).__name__} treats the rows of a batch independently"
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -297,6 +319,36 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
+def declares(obj, fact):
+    """Whether the class fact ``fact`` (``"elementwise"``, ``"row_wise"``, a loss's ``"per_row"``)
+    speaks for the forward ``obj`` runs: the class that writes that forward, or a subclass of it,
+    declares the fact, and the forward is not replaced on the instance. A subclass that writes its
+    own forward (a student's Linear with a forward of their own) inherits no fact about its
+    parent's: what it computes is not known until it says so."""
+    if "forward" in vars(obj):
+        return False
+    for cls in type(obj).__mro__:
+        if fact in vars(cls):
+            return True
+        if "forward" in vars(cls):
+            return False
+    return False
+
+
+def rows_independent(module, x):
+    """``module.row_wise(x)`` where the module's facts speak for its forward (see ``declares``),
+    else the reason they do not: None when a stack of inputs can go through it in one call."""
+    if "forward" in vars(module):
+        return "its forward is replaced on the instance"
+    if declares(module, "elementwise") and module.elementwise:
+        return None
+    if declares(module, "row_wise"):
+        return module.row_wise(x)
+    name = type(module).__name__
+    return (f"handbp does not know whether {name} treats the rows of a batch independently ({name} writes "
+            f"its own forward and declares neither elementwise nor row_wise for it)")
+
+
 class Sequential(Module):
     """Modules applied in order: ``y = fₙ(…f₂(f₁(x)))``; backward applies the chain rule in
     reverse, ``dx = J₁ᵀ(J₂ᵀ(… Jₙᵀ dy))``, each factor supplied by one module's ``backward``.
@@ -326,6 +378,20 @@ class Sequential(Module):
             except LayerError as e:
                 raise e.within(name) from None
         return dy
+
+    def row_wise(self, x):
+        """None when every child is row-wise for the input it receives, else the first child's
+        reason, naming it. Runs the children's forward up to the first that is not, as a forward
+        would (overwriting their caches)."""
+        for name, m in self._modules.items():
+            reason = rows_independent(m, x)
+            if reason is not None:
+                return f"its layer '{name}' ({m!r}): {reason}"
+            try:
+                x = m.forward(x)
+            except LayerError as e:
+                raise e.within(name) from None
+        return None
 
     def __len__(self):
         return len(self._modules)

@@ -144,6 +144,13 @@ class BatchNorm1d(Module):
             return g_hat * self.last_inv_std
         return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
 
+    def row_wise(self, x):
+        """With the running estimates (eval mode) each row is normalized alone; with the batch's
+        statistics every row moves every other."""
+        if self.training or not self.track_running_stats:
+            return "it normalizes with the batch's statistics (training mode)"
+        return None
+
     def config_args(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
                 "affine": self.affine, "track_running_stats": self.track_running_stats,
@@ -235,6 +242,13 @@ class LayerNorm(Module):
             self.bias.accumulate(dy.sum(axis=lead))
         g_hat = dy if self.weight is None else dy * self.weight.data
         return normalized_backward(g_hat, xhat, self.last_inv_std, axes)
+
+    def row_wise(self, x):
+        """Each sample is normalized over its own trailing axes, unless x is a single sample of
+        the normalized shape."""
+        if x.ndim == 1 or len(self.normalized_shape) < x.ndim:
+            return None
+        return f"it normalizes over all of x's axes (shape {x.shape}), across the batch"
 
     def config_args(self):
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,

@@ -17,12 +17,16 @@ Two ways to compute the same numbers, 2 forward passes per parameter element eit
   and each leaf's input and output are kept; then, layer by layer, the 2k perturbations of that
   layer's k parameter elements are stacked along a new leading axis and only the rest of the
   network (and the loss) runs, on the whole stack at once. For a ``Linear``, W + h·E_ab moves
-  only output a, by h·x_b: the stack is the cached output with one column moved, elementwise
+  only output a, by h·x_b: the stack is the cached output with one column moved, element-wise
   activations run on that column alone, and the next Linear's output moves by the change times
-  its weight's column a. Other layers run their own ``forward`` once per perturbation. Layers
-  that mix the rows of a batch (``BatchNorm1d`` in training mode, a module handbp does not know)
-  cannot be stacked through: the parameters before them use the loop, with a warning naming
-  the layer.
+  its weight's column a. Other layers run their own ``forward`` once per perturbation. The loss
+  of every row of a stack comes from the loss itself (``Loss.per_row``).
+
+  What can go through a stack is what the classes declare (``Module.elementwise``,
+  ``Module.row_wise``; see ``handbp.module.declares``), not a list kept here: a layer that mixes
+  the rows of a batch (``BatchNorm1d`` in training mode), or one whose class declares nothing (a
+  custom module), cannot be stacked through: the parameters before it use the loop, with a
+  warning naming the layer and the reason.
 
 Nothing about the model changes: parameters are restored bit for bit, gradients and buffers are
 left as they were, and the forward caches end up holding an ordinary forward pass at θ (so a
@@ -34,14 +38,12 @@ from collections import OrderedDict
 import numpy as np
 
 from . import validate
-from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .dropout import Dropout
 from .errors import as_float_array, check_finite, describe
-from .inspect import leaves
 from .layers import Linear
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MeanSquaredError, MSELoss, log_softmax
-from .module import Module
-from .normalization import BatchNorm1d, LayerNorm
+from .losses import Loss
+from .module import Module, declares, rows_independent
+from .recording import leaves
 
 __all__ = ["numerical_gradient", "gradcheck", "compare_gradients", "format_report", "numerical_step",
            "numerical_gradient_descent", "GradcheckError", "METHODS"]
@@ -129,69 +131,27 @@ class _Preserved:
         return False
 
 
-# -- the loss of each row of a stack ---------------------------------------------------------------
-def _row_losses(loss, pred0, y):
+# -- what the classes say about themselves ---------------------------------------------------------
+def _row_losses(loss, y):
     """``f(preds) -> float64 array (R,)``: the loss of each of R predictions stacked along a new
-    leading axis, the same formula as ``loss(pred, y)`` without R Python calls. handbp's losses (by
-    exact type) are written out; any other loss is called row by row."""
-    kind = type(loss)
-    if kind in (MeanSquaredError, MSELoss, BCEWithLogitsLoss, CrossEntropyLoss):
-        t = loss._check_target(pred0, y)        # the target exactly as the loss itself takes it
-    if kind is MeanSquaredError:
-        return lambda P: 0.5 * np.mean(np.square(P - t), axis=tuple(range(1, P.ndim)))
-    if kind is MSELoss:
-        reduce = np.mean if loss.reduction == "mean" else np.sum
-        return lambda P: reduce(np.square(P - t), axis=tuple(range(1, P.ndim)))
-    if kind is BCEWithLogitsLoss:
-        reduce = np.mean if loss.reduction == "mean" else np.sum
-
-        def bce(P):
-            with np.errstate(under="ignore"):          # e^(−|z|) → 0 for large |z| is the right value
-                per = np.maximum(P, 0) - P * t + np.log1p(np.exp(-np.abs(P)))
-            return reduce(per, axis=tuple(range(1, P.ndim)))
-        return bce
-    if kind is CrossEntropyLoss:
-        batched = pred0.ndim == 2
-        n = pred0.shape[0] if batched else 1
-        scale = 1.0 / n if loss.reduction == "mean" else 1.0
-
-        def cross_entropy(P):
-            logp = log_softmax(P.astype(np.float64))           # float64, as the loss itself works
-            if t.dtype.kind == "f":
-                per = -(t * logp).sum(axis=-1)
-            elif batched:
-                per = -logp[:, np.arange(n), t]
-            else:
-                per = -logp[:, t]
-            return (per.sum(axis=1) if batched else per) * scale
-        return cross_entropy
+    leading axis. A handbp loss says it itself (``Loss.per_row``, its own formula; row by row
+    through its forward when its class writes a forward of its own without a ``per_row``); any
+    other callable is called row by row."""
+    if isinstance(loss, Loss):
+        per_row = loss.per_row if declares(loss, "per_row") else lambda P, t: Loss.per_row(loss, P, t)
+        return lambda P: per_row(P, y)
     return lambda P: np.array([loss(p, y) for p in P], dtype=np.float64)
 
 
-# -- which layers a stack can go through -------------------------------------------------------------
-_ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, Identity, GELU)
+def _elementwise(m):
+    """``m`` says it is element-wise (``Module.elementwise``), for the forward it runs."""
+    return declares(m, "elementwise") and m.elementwise
 
 
-def _row_wise(m, x):
-    """Whether ``m`` treats each row of its input independently, given its input ``x`` at θ: then
-    a stack of perturbed inputs, flattened to (R·N, ...), can go through it in one call. None if it
-    can, else the reason it cannot."""
-    kind = type(m)
-    if "forward" in m.__dict__:          # a forward replaced on the instance: nothing is known of it
-        return "its forward is replaced on the instance"
-    if kind is Linear or kind in _ELEMENTWISE:
-        return None
-    if kind is Softmax:
-        return None if m.dim % max(x.ndim, 1) == x.ndim - 1 else "it normalizes across the rows of a batch"
-    if kind is LayerNorm:
-        return None if x.ndim == 1 or len(m.normalized_shape) < x.ndim else "it normalizes across the batch"
-    if kind is Dropout:
-        return None                      # eval mode or p = 0 here: the training case was refused earlier
-    if kind is BatchNorm1d:
-        if m.training or not m.track_running_stats:
-            return "it normalizes with the batch's statistics (training mode)"
-        return None
-    return f"handbp does not know whether {kind.__name__} treats the rows of a batch independently"
+def _plain_linear(m):
+    """``m`` runs Linear's own forward, y = x Wᵀ + b (a subclass may change its backward), which
+    the Linear shortcut below works out without calling it."""
+    return isinstance(m, Linear) and type(m).forward is Linear.forward and "forward" not in vars(m)
 
 
 def _stack_input(stack):
@@ -248,7 +208,7 @@ def _fast(model, loss, x, y, eps, named, owner):
         h = m.forward(h)
     outputs = inputs[1:] + [h]
     pred0 = h
-    row_loss = _row_losses(loss, pred0, y)
+    row_loss = _row_losses(loss, y)
     # where each parameter lives; a parameter used by two leaves (tied weights) takes the loop
     owners = {}
     for i, (path, m) in enumerate(leaf_list):
@@ -258,7 +218,7 @@ def _fast(model, loss, x, y, eps, named, owner):
     blocked, first = [None] * len(leaf_list), None
     for i in range(len(leaf_list) - 1, -1, -1):
         blocked[i] = first
-        reason = _row_wise(leaf_list[i][1], inputs[i])
+        reason = rows_independent(leaf_list[i][1], inputs[i])
         if reason is not None:
             first = (i, reason)
     loop = _Loop(model, loss, x, y, eps)
@@ -279,7 +239,7 @@ def _fast(model, loss, x, y, eps, named, owner):
                 continue
             suffix = leaf_list[i + 1:]
             row_elements = max(o.size for o in outputs[i:])
-            if _plain(m, Linear):
+            if _plain_linear(m):
                 grads[id(p)] = _linear_parameter(leaf_list, i, p, inputs, outputs, row_loss, eps, row_elements)
             else:
                 grads[id(p)] = _generic_parameter(m, p, inputs[i], suffix, row_loss, pred0.shape, eps,
@@ -295,11 +255,6 @@ def _chunk(size, row_elements):
     return max(1, min(size, rows // 2))
 
 
-def _plain(m, kind):
-    """``m`` is exactly a ``kind`` with the class's own forward (not one replaced on the instance)."""
-    return type(m) is kind and "forward" not in m.__dict__
-
-
 def _linear_parameter(leaf_list, i, p, inputs, outputs, row_loss, eps, row_elements):
     """Perturbations of one Linear parameter, without a matrix product.
 
@@ -311,9 +266,9 @@ def _linear_parameter(leaf_list, i, p, inputs, outputs, row_loss, eps, row_eleme
     """
     m, x, z = leaf_list[i][1], inputs[i], outputs[i]
     j = i + 1
-    while j < len(leaf_list) and type(leaf_list[j][1]) in _ELEMENTWISE and "forward" not in leaf_list[j][1].__dict__:
+    while j < len(leaf_list) and _elementwise(leaf_list[j][1]):
         j += 1
-    sparse = j < len(leaf_list) and _plain(leaf_list[j][1], Linear)
+    sparse = j < len(leaf_list) and _plain_linear(leaf_list[j][1])
     acts = [a for _, a in leaf_list[i + 1:j]]
     values = p.data.reshape(-1)
     up, down, h_up, h_down = _steps(values, eps)

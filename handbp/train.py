@@ -5,7 +5,7 @@ import numpy as np
 
 from . import validate
 from .errors import ArgumentTypeError, as_float_array, check_finite, describe
-from .inspect import Recorder, leaves
+from .recording import Recorder, leaves
 from .module import Module
 
 

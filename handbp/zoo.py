@@ -1,17 +1,22 @@
 """The bug zoo: classic backprop bugs as ready-made mutants of handbp's own classes.
 
-Each entry builds a small training run (model, loss, optimizer, data) with one bug planted, and
-names the hint crosscheck should give and where the first divergence should appear. ``handbp zoo``
-runs every entry under lockstep and prints the bug, the first divergence and the hint; the first
-three are the seed notebook's own silent bugs. The classes here are deliberately wrong: read
-each docstring for what the bug is, and the class it derives from for what is right.
+Each entry (``Bug``) builds a small training run (model, loss, optimizer, data) with one bug
+planted in one class. ``handbp zoo`` runs every entry under crosscheck's lockstep and prints the
+bug, the first divergence and the hint crosscheck gives; what crosscheck is expected to say about
+each bug (where, which hint) is crosscheck's business and lives there (``crosscheck.zoo``). The
+first three bugs are the seed notebook's own silent bugs. The classes here are deliberately wrong:
+read each docstring for what the bug is, and the class it derives from for what is right.
+
+More bugs can join from other modules: each module named in ``ZOO_MODULES`` that can be imported
+holds a list ``BUGS`` of ``Bug`` entries, and ``bugs()`` gathers them all, this module's first.
 """
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import optim
-from .activations import Sigmoid, Softmax, Tanh, sigmoid
+from .activations import Sigmoid, Softmax, Tanh
 from .layers import Linear
 from .losses import CrossEntropyLoss, MeanSquaredError, MSELoss
 from .module import Sequential
@@ -47,15 +52,16 @@ class SGDUpdatesWithZeros(optim.SGD):
 
 
 class SigmoidOnPreactivation(Sigmoid):
-    """σ'(x) evaluated on the output y instead of the input: y(1−y) becomes σ(y)(1−σ(y))."""
+    """σ'(x) = y(1 − y) is a formula in the output y; written with the cached pre-activation x in
+    its place, it becomes x(1 − x), which is no derivative of anything here."""
 
     def forward(self, x):
         self.last_x = x
         return super().forward(x)
 
     def backward(self, dy):
-        s = sigmoid(self.last_o)
-        return dy * s * (1 - s)
+        x = self.last_x
+        return dy * x * (1 - x)
 
 
 class LinearNoTranspose(Linear):
@@ -119,17 +125,20 @@ class SGDWeightDecayTwice(optim.SGD):
 
 
 class TanhSignFlipped(Tanh):
+    """tanh's backward with its sign flipped: −dy · (1 − y²)."""
+
     def backward(self, dy):
         return -super().backward(dy)
 
 
 class SigmoidOverflow(Sigmoid):
-    """The naive σ with a log: NaN appears for large pre-activations."""
+    """The naive σ(x) = eˣ / (1 + eˣ): for x > 709 eˣ overflows to inf in float64, and inf / inf is
+    NaN (the stable forms, 1 / (1 + e⁻ˣ) or handbp's, never divide two infinities)."""
 
     def forward(self, x):
-        with np.errstate(all="ignore"):
-            self.last_o = np.exp(-np.log1p(np.exp(-x)))
-            self.last_o = np.where(x < -30, np.nan, self.last_o)
+        with np.errstate(over="ignore", invalid="ignore"):     # the overflow is the bug on show
+            e = np.exp(x)
+            self.last_o = e / (1 + e)
         return self.last_o
 
 
@@ -141,7 +150,8 @@ class CrossEntropyNoMean(CrossEntropyLoss):
 
 
 class LinearForgetsInputGrad(Linear):
-    """Returns dy Wᵀ... as dy @ W computed from a zeroed copy: the layers below get nothing."""
+    """Accumulates its own parameters' gradients, then returns zeros instead of dL/dx = dy W: the
+    layers below it get nothing."""
 
     def backward(self, dy):
         super().backward(dy)
@@ -179,61 +189,85 @@ def case_notebook_dw_typo_update(rng):
     return model, MSELoss(), SGDUpdatesWithZeros(model.parameters(), lr=0.1), batches(rng)
 
 
+OVERFLOW = 800.0     # a pre-activation whose eˣ overflows float64 (largest finite: e^709.78)
+
+
 def simple(hidden=Tanh, first=Linear, last=Linear, opt=optim.SGD, loss=MSELoss, classes=False,
-           big=False, **hyper):
+           big=False, n_in=3, width=5, **hyper):
     def make(rng):
-        model = mlp(rng, hidden, first, last, n_out=3 if classes else 2)
-        data = batches(rng, n_out=3 if classes else 2, classes=classes)
-        if big:     # scale the first layer so that some pre-activation of the first batch is -60
+        n_out = 3 if classes else 2
+        model = mlp(rng, hidden, first, last, n_in=n_in, width=width, n_out=n_out)
+        data = batches(rng, n_in=n_in, n_out=n_out, classes=classes)
+        if big:     # scale the first layer so that the largest pre-activation of the first batch is +800
             z = data[0][0] @ model[0].weight.data.T
-            model[0].weight.data *= 60 / -z.min() if -z.min() >= z.max() else -60 / z.max()
+            model[0].weight.data *= OVERFLOW / (z.max() if z.max() >= -z.min() else z.min())
         return model, loss(), opt(model.parameters(), **{"lr": 0.1, **hyper}), data
     return make
 
 
 @dataclass(frozen=True)
 class Bug:
-    """One planted bug: ``build(rng)`` returns ``(model, loss, optimizer, data)``; crosscheck should
-    diverge at ``where`` (a substring of "name quantity") with ``hint`` (and ``factor``)."""
+    """One planted bug: ``build(rng)`` returns ``(model, loss, optimizer, data)`` with the bug in it."""
 
     name: str
     summary: str
     build: object
-    hint: str
-    where: str
-    factor: float = None
 
 
-ZOO = [
+BUGS = [
     Bug("notebook-mse-without-1/n", "the notebook's MSE gradient h − y, without the 1/n of the mean",
-        case_notebook_mse, "factor", "loss (MSEWithoutOneOverN) grad_pred", 2.0),
+        case_notebook_mse),
     Bug("notebook-dw-typo-grad-never-stored", "the notebook's dw/dW typo: the weight gradient is stored under "
-        "another name and the weights never receive it", case_notebook_dw_typo_grad, "zero",
-        "0.weight (LinearGradIntoDw) grad"),
+        "another name and the weights never receive it", case_notebook_dw_typo_grad),
     Bug("notebook-dw-typo-weights-never-updated", "the notebook's dw/dW typo, seen from the update: the weights "
-        "are stepped with an all-zero dW", case_notebook_dw_typo_update, "never_updated", "0.weight (Linear) param"),
-    Bug("sigmoid-derivative-on-preactivation", "σ' evaluated at the wrong point: σ(y)(1 − σ(y)) instead of y(1 − y)",
-        simple(hidden=SigmoidOnPreactivation), "local_derivative", "1 (SigmoidOnPreactivation) grad_input"),
-    Bug("missing-transpose", "dW = xᵀ dy, the (in, out) layout, instead of dyᵀ x", simple(first=LinearNoTranspose),
-        "transpose", "0.weight (LinearNoTranspose) grad"),
+        "are stepped with an all-zero dW", case_notebook_dw_typo_update),
+    Bug("sigmoid-derivative-on-preactivation", "σ' written as x(1 − x) with the pre-activation x, instead of "
+        "y(1 − y) with the output y", simple(hidden=SigmoidOnPreactivation)),
+    Bug("missing-transpose", "dW = xᵀ dy, the (in, out) layout, instead of dyᵀ x", simple(first=LinearNoTranspose)),
+    Bug("missing-transpose-square", "dW = xᵀ dy in a square 4 × 4 layer: the shape is right, the values are "
+        "the transpose", simple(first=LinearNoTranspose, n_in=4, width=4)),
     Bug("bias-grad-not-summed", "the bias gradient left per sample instead of summed over the batch",
-        simple(last=LinearBiasNotSummed), "shape", "2.bias (LinearBiasNotSummed) grad"),
-    Bug("grads-not-zeroed", "zero_grad does nothing: gradients pile up across steps", simple(opt=SGDNoZeroGrad),
-        "accumulated", "0.weight (Linear) grad"),
+        simple(last=LinearBiasNotSummed)),
+    Bug("grads-not-zeroed", "zero_grad does nothing: gradients pile up across steps", simple(opt=SGDNoZeroGrad)),
     Bug("cache-overwritten", "tanh's cache overwritten with the input before backward: 1 − x² instead of 1 − y²",
-        simple(hidden=TanhCacheOverwritten), "local_derivative", "1 (TanhCacheOverwritten) grad_input"),
+        simple(hidden=TanhCacheOverwritten)),
     Bug("softmax-diagonal-jacobian", "softmax backward with only the Jacobian's diagonal y(1 − y)",
-        simple(hidden=SoftmaxDiagonalJacobian), "local_derivative", "1 (SoftmaxDiagonalJacobian) grad_input"),
+        simple(hidden=SoftmaxDiagonalJacobian)),
     Bug("momentum-reset-each-step", "the momentum buffer started afresh every step",
-        simple(opt=SGDMomentumReset, momentum=0.9), "reset", "state.momentum_buffer"),
+        simple(opt=SGDMomentumReset, momentum=0.9)),
     Bug("weight-decay-twice", "weight decay added to the gradient, then again by the optimizer",
-        simple(opt=SGDWeightDecayTwice, weight_decay=0.1), "weight_decay", "param"),
-    Bug("sign-flipped", "tanh's backward with its sign flipped", simple(hidden=TanhSignFlipped), "sign",
-        "1 (TanhSignFlipped) grad_input", -1.0),
-    Bug("nan-from-overflow", "a naive sigmoid that produces NaN for large pre-activations",
-        simple(hidden=SigmoidOverflow, big=True), "nonfinite", "1 (SigmoidOverflow) output"),
+        simple(opt=SGDWeightDecayTwice, weight_decay=0.1)),
+    Bug("sign-flipped", "tanh's backward with its sign flipped", simple(hidden=TanhSignFlipped)),
+    Bug("nan-from-overflow", "a naive sigmoid e^x / (1 + e^x): e^x overflows for x > 709 and inf / inf is NaN",
+        simple(hidden=SigmoidOverflow, big=True)),
     Bug("cross-entropy-without-mean", "cross-entropy's gradient without the 1/N of the batch mean",
-        simple(loss=CrossEntropyNoMean, classes=True), "factor", "grad_pred", 4.0),
+        simple(loss=CrossEntropyNoMean, classes=True)),
     Bug("input-grad-dropped", "a Linear that returns zeros as its input gradient: the layers below learn nothing",
-        simple(last=LinearForgetsInputGrad), "zero", "2 (LinearForgetsInputGrad) grad_input"),
+        simple(last=LinearForgetsInputGrad)),
 ]
+ZOO = BUGS      # this module's bugs (``bugs()``: every zoo module's)
+
+# the modules whose BUGS join the zoo; one not there (yet) is skipped
+ZOO_MODULES = ("handbp.zoo", "handbp.zoo_conv", "handbp.zoo_rnn")
+
+
+def bugs():
+    """Every bug of every zoo module in ``ZOO_MODULES`` that can be imported, in that order."""
+    out = []
+    for name in ZOO_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:          # the module is there but something it imports is not
+                raise
+            continue
+        out += module.BUGS
+    return out
+
+
+def planted(case):
+    """The objects of a built case ``(model, loss, optimizer, data)`` whose class is a zoo mutant
+    (defined in a zoo module): where the bug is."""
+    model, loss, optimizer, _ = case
+    objects = [m for _, m in model.named_modules()] + [loss, optimizer]
+    return [o for o in objects if type(o).__module__ in ZOO_MODULES]

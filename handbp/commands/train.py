@@ -4,34 +4,65 @@ Classification tasks (spirals, xor) end in 2 logits under CrossEntropyLoss and r
 accuracy; sine ends in one linear (identity) output under MSELoss and reports the train MSE. The
 final figures are those of the trained model on the whole training set.
 """
+import inspect
 import os
+import re
 import sys
 import time
 
 import numpy as np
 
-ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "leaky_relu": "LeakyReLU"}
+import handbp as hb
+
 # per task: (default epochs, batch size, SGD lr, width, hidden depth); each reaches 100% train
-# accuracy (spirals, xor) or the noise floor (sine) in about a second
+# accuracy (spirals, xor) or the noise floor (sine) in about a second with SGD and momentum 0.9
 DEFAULTS = {"spirals": (300, 32, 0.1, 64, 2), "xor": (100, 16, 0.1, 16, 1), "sine": (300, 32, 0.05, 32, 2)}
-# --optimizer name -> (hb.optim class, default lr when --lr is not given; None: the task's SGD lr)
-OPTIMIZERS = {"sgd": ("SGD", None), "adam": ("Adam", 0.01), "adamw": ("AdamW", 0.01),
-              "rmsprop": ("RMSprop", 0.01), "adagrad": ("Adagrad", 0.1)}
-TAKES_MOMENTUM = ("sgd", "rmsprop")
+SGD_MOMENTUM = 0.9
+
+
+def choice_name(cls):
+    """A class's name as a command-line choice: LeakyReLU → leaky_relu, RMSprop → rmsprop."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", "_", cls.__name__).lower()
+
+
+def _public(namespace, base):
+    """The classes a namespace exports (its ``__all__``) that derive from ``base``, base excluded."""
+    return [obj for obj in (getattr(namespace, name) for name in namespace.__all__)
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base]
+
+
+def activation_choices():
+    """choice → class for handbp's public element-wise modules (the class fact
+    ``Module.elementwise``): a new activation is a choice as soon as handbp exports it."""
+    return {choice_name(c): c for c in _public(hb, hb.Module) if c.elementwise}
+
+
+def optimizer_choices():
+    """choice → class for handbp's public optimizers (``hb.optim``)."""
+    return {choice_name(c): c for c in _public(hb.optim, hb.optim.Optimizer)}
+
+
+def _defaults(cls):
+    """An optimizer's own default hyperparameters (its signature's, torch's)."""
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def add_arguments(parser):
+    optimizers = optimizer_choices()
+    momentum = [name for name, cls in optimizers.items() if "momentum" in _defaults(cls)]
     parser.add_argument("--task", choices=sorted(DEFAULTS), default="spirals", help="the task (default spirals)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default: the task's)")
     parser.add_argument("--hidden-depth", type=int, default=None,
                         help="hidden layers after the first (default: the task's)")
     parser.add_argument("--width", type=int, default=None, help="neurons per hidden layer (default: the task's)")
-    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh", help="(default tanh)")
-    parser.add_argument("--optimizer", default="sgd", help="sgd (default), or adam, adamw, rmsprop, adagrad "
-                        "where handbp has them")
+    parser.add_argument("--activation", choices=sorted(activation_choices()), default="tanh", help="(default tanh)")
+    parser.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(optimizers)} (default sgd)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (default: the task's for sgd, 0.01 for adam/adamw/rmsprop, 0.1 for adagrad)")
-    parser.add_argument("--momentum", type=float, default=None, help="momentum, sgd (default 0.9) and rmsprop (default 0)")
+                        help="learning rate (default: the task's for sgd, the optimizer's own default for the others)")
+    parser.add_argument("--momentum", type=float, default=None,
+                        help=f"momentum, for {', '.join(momentum)} (default {SGD_MOMENTUM} for sgd, else the "
+                             f"optimizer's own)")
     parser.add_argument("--epochs", type=int, default=None, help="(default: the task's)")
     parser.add_argument("--batch-size", type=int, default=None, help="(default: the task's)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the data, the weights and the shuffling (default 0)")
@@ -51,16 +82,21 @@ def _positive(name, value, integer=True):
 def check(args):
     """Fill the task's defaults into ``args`` and check every value, before anything is built."""
     epochs, batch, lr, width, depth = DEFAULTS[args.task]
+    optimizers = optimizer_choices()
     name = args.optimizer.lower()
-    if name not in OPTIMIZERS:
-        raise ValueError(f"--optimizer: expected one of {sorted(OPTIMIZERS)}, got {args.optimizer!r}")
+    if name not in optimizers:
+        raise ValueError(f"--optimizer: expected one of {sorted(optimizers)}, got {args.optimizer!r}")
     args.optimizer = name
-    if args.momentum is not None and name not in TAKES_MOMENTUM:
-        raise ValueError(f"--momentum: only {' and '.join(TAKES_MOMENTUM)} take a momentum, not {name}")
+    cls, own = optimizers[name], _defaults(optimizers[name])
+    if args.momentum is not None and "momentum" not in own:
+        takes = [n for n, c in optimizers.items() if "momentum" in _defaults(c)]
+        raise ValueError(f"--momentum: only {' and '.join(takes)} take a momentum, not {name}")
     args.epochs = epochs if args.epochs is None else args.epochs
     args.batch_size = batch if args.batch_size is None else args.batch_size
-    args.lr = (OPTIMIZERS[name][1] or lr) if args.lr is None else args.lr
-    args.momentum = (0.9 if name == "sgd" else 0.0) if args.momentum is None else args.momentum
+    if args.lr is None:
+        args.lr = lr if cls is hb.optim.SGD else own["lr"]
+    if args.momentum is None and "momentum" in own:
+        args.momentum = SGD_MOMENTUM if cls is hb.optim.SGD else own["momentum"]
     args.width = width if args.width is None else args.width
     args.hidden_depth = depth if args.hidden_depth is None else args.hidden_depth
     for key in ("epochs", "batch_size", "width", "samples"):
@@ -68,7 +104,8 @@ def check(args):
     if args.hidden_depth < 0:
         raise ValueError(f"--hidden-depth: expected an integer ≥ 0, got {args.hidden_depth}")
     _positive("lr", args.lr, integer=False)
-    _positive("momentum", args.momentum, integer=False)
+    if args.momentum is not None:
+        _positive("momentum", args.momentum, integer=False)
     if args.save:
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):             # say so now, not after the training
@@ -76,13 +113,13 @@ def check(args):
                              f"({folder} does not exist)")
 
 
-def build(args, hb):
+def build(args):
     """The model, loss and optimizer for checked ``args``."""
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(args.seed)
     regression = args.task == "sine"
     n_in, n_out = (1, 1) if regression else (2, 2)
-    act = getattr(hb, ACTIVATIONS[args.activation])
+    act = activation_choices()[args.activation]
     sizes = [n_in] + [args.width] * (args.hidden_depth + 1)
     layers = []
     for i, o in zip(sizes[:-1], sizes[1:]):
@@ -90,18 +127,14 @@ def build(args, hb):
     layers.append(hb.Linear(sizes[-1], n_out, rng=rng, dtype=dtype))    # identity output: logits or values
     model = hb.Sequential(*layers)
     loss = hb.MSELoss() if regression else hb.CrossEntropyLoss()
-    cls_name = OPTIMIZERS[args.optimizer][0]
-    if not hasattr(hb.optim, cls_name):
-        have = [k for k, (v, _) in OPTIMIZERS.items() if hasattr(hb.optim, v)]
-        raise ValueError(f"--optimizer: this handbp has {have}, not {args.optimizer!r}")
     kwargs = {"lr": args.lr}
-    if args.optimizer in TAKES_MOMENTUM:
+    if args.momentum is not None:
         kwargs["momentum"] = args.momentum
-    optimizer = getattr(hb.optim, cls_name)(model.parameters(), **kwargs)
+    optimizer = optimizer_choices()[args.optimizer](model.parameters(), **kwargs)
     return model, loss, optimizer
 
 
-def data(args, hb, dtype):
+def data(args, dtype):
     """The task's (x, y), x in the model's dtype (y too for sine; class indices stay integers)."""
     try:
         x, y = hb.datasets.TASKS[args.task](**({} if args.samples is None else {"n": args.samples}), rng=args.seed)
@@ -111,10 +144,9 @@ def data(args, hb, dtype):
 
 
 def run(args):
-    import handbp as hb
     check(args)
-    model, loss, optimizer = build(args, hb)
-    x, y = data(args, hb, model.dtype)
+    model, loss, optimizer = build(args)
+    x, y = data(args, model.dtype)
 
     def report(epoch, value):
         if not args.quiet and (epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs - 1):

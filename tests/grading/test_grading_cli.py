@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from handbp.cli import main
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 COURSE = Path(__file__).resolve().parents[2] / "examples" / "course"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 COURSE = Path(__file__).resolve().parents[2] / "examples" / "course"
 SEED, LIMIT = 5, 3.0

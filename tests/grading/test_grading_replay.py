@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from inner_runs import FAST
+from tests.helpers.inner_runs import FAST
 
 SEEDED = '''
 import json, os

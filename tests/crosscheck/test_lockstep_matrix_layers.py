@@ -1,0 +1,144 @@
+"""The lockstep matrix of every layer: every optimizer × every example of every public layer and
+container (tests/helpers/examples.py, so a new layer joins by default) × dtype, with optimizer state
+(every moment buffer and step counter) and running statistics compared and re-synchronised each
+step; train/eval modes; a save-and-reload in the middle of a run."""
+import copy
+
+import numpy as np
+import pytest
+
+import crosscheck as cc
+import handbp as hb
+from tests.helpers.examples import Missing, layer_examples
+
+OPTIMIZERS = {
+    "sgd-nesterov": (hb.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    "adam": (hb.optim.Adam, dict(lr=1e-2)),
+    "adam-amsgrad-wd": (hb.optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=0.1)),
+    "adam-maximize": (hb.optim.Adam, dict(lr=1e-3, maximize=True)),
+    "adamw": (hb.optim.AdamW, dict(lr=1e-2, weight_decay=0.05)),
+    "adamw-amsgrad": (hb.optim.AdamW, dict(lr=1e-2, amsgrad=True)),
+    "rmsprop": (hb.optim.RMSprop, dict(lr=1e-3)),
+    "rmsprop-centered-momentum": (hb.optim.RMSprop, dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.01)),
+    "adagrad": (hb.optim.Adagrad, dict(lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1)),
+}
+# every example that can stand between two Linear layers and has a torch twin (and a class without
+# an example, which fails)
+LAYERS = {ex.name: ex for ex in layer_examples() if isinstance(ex, Missing) or ex.chain and ex.twin}
+DTYPES = ["float64", "float32"]
+VARIANT_OPTIMIZERS = 3
+
+
+def _cases():
+    """The first example of each class meets every optimizer in each dtype; each further example
+    (a variant of its class: no bias, eval mode, another p) meets three, a different three for each
+    variant, so that every optimizer meets variants too."""
+    firsts, variants = [], []
+    for name, ex in LAYERS.items():
+        cls = getattr(ex, "cls", None) or type(ex.build(np.random.default_rng(0), WIDTH))
+        (variants if any(c == cls for c, _ in firsts) else firsts).append((cls, name))
+    cases = [(o, name, d) for o in OPTIMIZERS for _, name in firsts for d in DTYPES]
+    names = list(OPTIMIZERS)
+    for k, (_, name) in enumerate(variants):
+        for j in range(VARIANT_OPTIMIZERS):
+            cases += [(names[(VARIANT_OPTIMIZERS * k + j) % len(names)], name, d) for d in DTYPES]
+    return cases
+
+
+WIDTH = 8
+CASES = _cases()
+
+def shifts_away(layer, rng):
+    """Whether adding a constant to each feature over the batch leaves the layer's output as it was
+    (a batch normalisation in training mode, a softmax over the batch): then the gradient of a
+    bias before it is zero in exact arithmetic."""
+    x, c = rng.normal(size=(6, WIDTH)), rng.normal(size=WIDTH)
+    return np.allclose(copy.deepcopy(layer).forward(x + c), copy.deepcopy(layer).forward(x), rtol=1e-9, atol=1e-12)
+
+
+def build(layer, dtype, rng):
+    middle = LAYERS[layer]
+    if isinstance(middle, Missing):
+        middle.fail()
+    middle = middle.build(rng, WIDTH)
+    # no bias before a layer that shifts it away: its gradient is zero in exact arithmetic, and an
+    # adaptive optimizer would turn the rounding noise on both sides into steps of size lr
+    first = hb.Linear(5, WIDTH, bias=not shifts_away(middle, rng), rng=rng)
+    return hb.Sequential(first, middle, hb.Tanh(), hb.Linear(WIDTH, 3, rng=rng)).to(np.dtype(dtype))
+
+
+@pytest.mark.parametrize("opt, layer, dtype", CASES, ids=[f"{o}-{l}-{d[5:]}" for o, l, d in CASES])
+def test_lockstep_optimizer_layer_dtype(opt, layer, dtype, crosscheck, rng):
+    model = build(layer, dtype, rng)
+    cls, hyper = OPTIMIZERS[opt]
+    optimizer = cls(model.parameters(), **hyper)
+    data = crosscheck.data(model, hb.MSELoss(), batch=6, steps=4)
+    trace = crosscheck.lockstep(model, hb.MSELoss(), optimizer, data)
+    labels = set(trace.steps[-1])
+    assert any("state." in label for label in labels)      # every optimizer here keeps state
+    for name, buffer in model[1].state_dict().items():     # buffers (running statistics) compared too
+        if name not in dict(model[1].named_parameters()):
+            assert f"1.{name} ({type(model[1]).__name__}) buffer" in labels
+
+
+def test_state_counter_and_moments_are_compared(rng):
+    model = build("Tanh", "float64", rng)
+    opt = hb.optim.Adam(model.parameters(), lr=1e-2, amsgrad=True)
+    trace = cc.lockstep(model, hb.MSELoss(), opt, [(rng.normal(size=(4, 5)), rng.normal(size=(4, 3)))] * 3)
+    labels = set(trace.steps[-1])
+    for key in ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        assert f"0.weight (Linear) state.{key}" in labels
+
+
+def test_a_wrong_bias_correction_is_caught(rng):
+    class NoBiasCorrection(hb.optim.Adam):
+        def step(self):
+            super().step()
+            for s in self.state.values():
+                s["step"] += 1.0          # stores the wrong step counter
+
+    model = build("Tanh", "float64", rng)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), NoBiasCorrection(model.parameters(), lr=1e-2),
+                    [(rng.normal(size=(4, 5)), rng.normal(size=(4, 3)))] * 2)
+    assert info.value.quantity == "state.step" and info.value.step == 0
+
+
+@pytest.mark.parametrize("layer", ["BatchNorm1d", "Dropout"])
+def test_eval_mode_is_mirrored(layer, rng):
+    model = build(layer, "float64", rng)
+    opt = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    data = [(rng.normal(size=(6, 5)), rng.normal(size=(6, 3))) for _ in range(3)]
+    cc.lockstep(model, hb.MSELoss(), opt, data)          # training: running stats move, masks drawn
+    model.eval()
+    twin = cc.mirror(model)
+    assert not twin.training and not twin[1].training
+    trace = cc.lockstep(model, hb.MSELoss(), opt, data)  # eval: running stats used, no dropout
+    assert len(trace) == 3
+    if layer == "Dropout":
+        assert model[1].last_mask.all()
+
+
+@pytest.mark.parametrize("opt", ["adam-amsgrad-wd", "rmsprop-centered-momentum", "adagrad", "sgd-nesterov"])
+def test_save_reload_mid_run_continues_in_lockstep(opt, rng, tmp_path):
+    """Both sides' model and optimizer state saved mid-run, reloaded into fresh objects, and the
+    run goes on without divergence (and bit-identically to the run that never stopped)."""
+    cls, hyper = OPTIMIZERS[opt]
+    data = [(rng.normal(size=(6, 5)), rng.normal(size=(6, 3))) for _ in range(6)]
+    model = build("BatchNorm1d", "float64", np.random.default_rng(1))
+    optimizer = cls(model.parameters(), **hyper)
+    cc.lockstep(model, hb.MSELoss(), optimizer, data[:3])
+    path = tmp_path / "mid.npz"
+    hb.save(model, path, optimizer=optimizer)
+    reference = build("BatchNorm1d", "float64", np.random.default_rng(1))
+    reference.load_state_dict(model.state_dict())
+    reference_opt = cls(reference.parameters(), **hyper)
+    reference_opt.load_state_dict(optimizer.state_dict())
+    fresh = hb.load(path)
+    fresh_opt = cls(fresh.parameters(), **hyper)
+    hb.load_into(path, fresh, fresh_opt)
+    trace = cc.lockstep(fresh, hb.MSELoss(), fresh_opt, data[3:])
+    assert len(trace) == 3
+    cc.lockstep(reference, hb.MSELoss(), reference_opt, data[3:])
+    for (n, a), (_, b) in zip(fresh.state_dict().items(), reference.state_dict().items()):
+        assert a.tobytes() == b.tobytes(), n

@@ -1,0 +1,222 @@
+"""Every public layer, container and loss of handbp, built for the tests that run over all of them.
+
+``public_classes()`` walks handbp's namespace; ``LAYERS`` and ``LOSSES`` (one small table each) say
+how to build examples of each class. The tests that run over every class (the gradients against
+finite differences, the lockstep matrices, the all-or-nothing and in-place checks) derive their
+cases from these, and ``tests/test_completeness.py`` fails, naming the class, when a public class
+has no row here: a new layer is covered by default once it has one.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import handbp as hb
+
+# the base classes a layer or a loss derives from: not layers themselves
+BASES = (hb.Module, hb.Loss)
+FEATURES = 4                        # the feature count the gradient tests build their examples for
+INPUTS = {"unbatched": (FEATURES,), "batch1": (1, FEATURES), "batch5": (5, FEATURES)}
+
+
+def public_classes(base=hb.Module):
+    """Every class handbp's namespace offers (its public names, exported in ``__all__`` or not)
+    that derives from ``base``, the base classes included, by name."""
+    return {name: obj for name, obj in vars(hb).items()
+            if not name.startswith("_") and isinstance(obj, type) and issubclass(obj, base)}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """An example of a layer or container: ``build(rng, n)`` returns it, float64, for inputs of ``n``
+    features (its last axis); ``inputs`` are the input shapes the gradient test feeds it (for
+    ``n = FEATURES``). ``chain``: it maps (N, n) to (N, n), so it can stand between two Linear
+    layers of any width (the lockstep matrices, the all-or-nothing and in-place tests). ``gain``:
+    the factor the Linear weights before it are scaled by in the lockstep matrix, so that a
+    saturating activation still passes gradients well away from 0. ``twin``: False for a
+    configuration torch does not have, which crosscheck refuses to mirror (and the lockstep
+    matrices leave out)."""
+    name: str
+    build: object
+    inputs: dict = field(default_factory=lambda: dict(INPUTS))
+    chain: bool = True
+    gain: float = 1.0
+    twin: bool = True
+
+
+def _random_affine(m, rng):
+    """γ and β away from their ones/zeros init, so that dx depends on them."""
+    for p in m.parameters():
+        p.data[...] = rng.normal(size=p.shape)
+    return m
+
+
+def _trained_batchnorm(rng, n):
+    """A BatchNorm1d in eval mode whose running statistics have moved away from 0 and 1 (a fresh
+    one, loaded with them: no example has run a forward yet)."""
+    m = _random_affine(hb.BatchNorm1d(n), rng)
+    for _ in range(3):
+        m(rng.normal(2.0, 3.0, size=(6, n)))
+    fresh = hb.BatchNorm1d(n)
+    fresh.load_state_dict(m.state_dict())
+    return fresh.eval()
+
+
+def _seed(rng):
+    return int(rng.integers(2**32))
+
+
+BATCHED = {"batch5": (5, FEATURES)}
+LAYERS = {
+    hb.Linear: [Layer("Linear", lambda rng, n: hb.Linear(n, n, rng=rng)),
+                Layer("Linear-nobias", lambda rng, n: hb.Linear(n, n, bias=False, rng=rng))],
+    hb.Sigmoid: [Layer("Sigmoid", lambda rng, n: hb.Sigmoid(), gain=2.0)],
+    hb.Tanh: [Layer("Tanh", lambda rng, n: hb.Tanh(), gain=1.5)],
+    hb.ReLU: [Layer("ReLU", lambda rng, n: hb.ReLU())],
+    hb.LeakyReLU: [Layer("LeakyReLU", lambda rng, n: hb.LeakyReLU(0.1))],
+    hb.Identity: [Layer("Identity", lambda rng, n: hb.Identity())],
+    hb.Softmax: [Layer("Softmax", lambda rng, n: hb.Softmax(dim=-1), gain=2.0),
+                 Layer("Softmax-dim0", lambda rng, n: hb.Softmax(dim=0), gain=2.0)],
+    hb.GELU: [Layer("GELU", lambda rng, n: hb.GELU()),
+              Layer("GELU-tanh", lambda rng, n: hb.GELU(approximate="tanh"))],
+    hb.ELU: [Layer("ELU", lambda rng, n: hb.ELU()), Layer("ELU-alpha0.5", lambda rng, n: hb.ELU(0.5))],
+    hb.SiLU: [Layer("SiLU", lambda rng, n: hb.SiLU())],
+    hb.Softplus: [Layer("Softplus", lambda rng, n: hb.Softplus()),
+                  Layer("Softplus-beta2-threshold1.5", lambda rng, n: hb.Softplus(beta=2.0, threshold=1.5))],
+    hb.Hardtanh: [Layer("Hardtanh", lambda rng, n: hb.Hardtanh()),
+                  Layer("Hardtanh-0.7-0.6", lambda rng, n: hb.Hardtanh(-0.7, 0.6))],
+    hb.BatchNorm1d: [
+        Layer("BatchNorm1d", lambda rng, n: _random_affine(hb.BatchNorm1d(n), rng),
+              inputs={"batch5": (5, FEATURES), "batch2": (2, FEATURES), "NCL": (2, FEATURES, 3)}),
+        Layer("BatchNorm1d-no-affine", lambda rng, n: hb.BatchNorm1d(n, affine=False), inputs=BATCHED),
+        Layer("BatchNorm1d-no-bias", lambda rng, n: _random_affine(hb.BatchNorm1d(n, bias=False), rng),
+              inputs=BATCHED, twin=False),            # torch's BatchNorm1d always has a bias
+        Layer("BatchNorm1d-untracked",
+              lambda rng, n: _random_affine(hb.BatchNorm1d(n, track_running_stats=False), rng).eval(), inputs=BATCHED),
+        Layer("BatchNorm1d-momentum-None", lambda rng, n: _random_affine(hb.BatchNorm1d(n, momentum=None), rng),
+              inputs=BATCHED),
+        Layer("BatchNorm1d-eval", _trained_batchnorm, inputs={"batch5": (5, FEATURES), "batch1": (1, FEATURES)}),
+    ],
+    hb.LayerNorm: [
+        Layer("LayerNorm", lambda rng, n: _random_affine(hb.LayerNorm(n), rng)),
+        Layer("LayerNorm-no-affine", lambda rng, n: hb.LayerNorm(n, elementwise_affine=False), inputs=BATCHED),
+        Layer("LayerNorm-no-bias", lambda rng, n: _random_affine(hb.LayerNorm(n, bias=False), rng), inputs=BATCHED),
+        Layer("LayerNorm-2d", lambda rng, n: _random_affine(hb.LayerNorm((2, n)), rng),
+              inputs={"batch3": (3, 2, FEATURES)}, chain=False),
+    ],
+    # each Dropout draws from a Generator of its own, so two copies draw the same masks
+    hb.Dropout: [Layer("Dropout", lambda rng, n: hb.Dropout(0.3, rng=_seed(rng))),
+                 Layer("Dropout-p0", lambda rng, n: hb.Dropout(0.0, rng=_seed(rng)), inputs=BATCHED),
+                 Layer("Dropout-p0.8", lambda rng, n: hb.Dropout(0.8, rng=_seed(rng)), inputs=BATCHED),
+                 Layer("Dropout-eval", lambda rng, n: hb.Dropout(0.5, rng=_seed(rng)).eval())],
+    hb.Sequential: [Layer("Sequential", lambda rng, n: hb.Sequential(
+        hb.Linear(n, 5, rng=rng), hb.Tanh(), hb.Linear(5, 5, bias=False, rng=rng), hb.LeakyReLU(0.2),
+        hb.Linear(5, n, rng=rng), hb.Softmax()))],
+    # torch's init (weights of ±0.5, not the notebook's 0.01), so that no gradient is tiny
+    hb.DNN: [Layer("DNN", lambda rng, n: hb.DNN(2, 5, n, n, activation=hb.Sigmoid, init="torch", rng=rng))],
+}
+
+
+@dataclass(frozen=True)
+class Loss:
+    """An example of a loss: ``build()`` returns it, ``target(rng, shape, dtype)`` a target for
+    predictions of ``shape``, and ``torch(F, pred, target)`` the same loss by
+    ``torch.nn.functional`` (given as ``F``), the independent reference of its value."""
+    name: str
+    build: object
+    target: object
+    torch: object
+
+
+def real_target(rng, shape, dtype=np.float64):
+    return rng.normal(size=shape).astype(dtype)
+
+
+def index_target(rng, shape, dtype=np.float64):
+    """Class indices: (N,) for (N, C) logits, () for (C,) logits."""
+    return rng.integers(0, shape[-1], shape[:-1])
+
+
+def probability_target(rng, shape, dtype=np.float64):
+    p = rng.uniform(0.1, 1.0, shape)
+    return (p / p.sum(axis=-1, keepdims=True)).astype(dtype)
+
+
+def unit_target(rng, shape, dtype=np.float64):
+    return rng.uniform(size=shape).astype(dtype)
+
+
+LOSSES = {
+    hb.MeanSquaredError: [Loss("MeanSquaredError", hb.MeanSquaredError, real_target,
+                               lambda F, p, t: 0.5 * F.mse_loss(p, t))],     # the notebook's ½
+    hb.MSELoss: [Loss("MSELoss-mean", hb.MSELoss, real_target, lambda F, p, t: F.mse_loss(p, t)),
+                 Loss("MSELoss-sum", lambda: hb.MSELoss(reduction="sum"), real_target,
+                      lambda F, p, t: F.mse_loss(p, t, reduction="sum"))],
+    hb.CrossEntropyLoss: [
+        Loss("CrossEntropyLoss", hb.CrossEntropyLoss, index_target, lambda F, p, t: F.cross_entropy(p, t)),
+        Loss("CrossEntropyLoss-sum", lambda: hb.CrossEntropyLoss(reduction="sum"), index_target,
+             lambda F, p, t: F.cross_entropy(p, t, reduction="sum")),
+        Loss("CrossEntropyLoss-prob", hb.CrossEntropyLoss, probability_target, lambda F, p, t: F.cross_entropy(p, t))],
+    hb.BCEWithLogitsLoss: [
+        Loss("BCEWithLogitsLoss", hb.BCEWithLogitsLoss, unit_target,
+             lambda F, p, t: F.binary_cross_entropy_with_logits(p, t)),
+        Loss("BCEWithLogitsLoss-sum", lambda: hb.BCEWithLogitsLoss(reduction="sum"), unit_target,
+             lambda F, p, t: F.binary_cross_entropy_with_logits(p, t, reduction="sum"))],
+}
+
+
+class Missing:
+    """The stand-in case of a public class with no row in the tables: a test over every class
+    fails on it, naming the class."""
+
+    def __init__(self, cls):
+        self.cls, self.name = cls, f"{cls.__name__}-has-no-example"
+
+    def fail(self):
+        import pytest
+        pytest.fail(f"{self.cls.__module__}.{self.cls.__qualname__} is public but has no example in "
+                    f"tests/helpers/examples.py: add a row saying how to build it")
+
+
+def layer_classes():
+    """The public layer and container classes (not losses, not the bases), by name."""
+    return {name: cls for name, cls in public_classes().items() if not issubclass(cls, hb.Loss) and cls not in BASES}
+
+
+def loss_classes():
+    return {name: cls for name, cls in public_classes(hb.Loss).items() if cls not in BASES}
+
+
+def layer_examples():
+    """Every layer example of every public layer class (a ``Missing`` for a class without one), in
+    the order of the classes' names: the cases of the tests that run over every layer."""
+    return [ex for _, cls in sorted(layer_classes().items()) for ex in LAYERS.get(cls, [Missing(cls)])]
+
+
+def loss_examples():
+    return [ex for _, cls in sorted(loss_classes().items()) for ex in LOSSES.get(cls, [Missing(cls)])]
+
+
+def is_container(module):
+    return isinstance(module, hb.Sequential)
+
+
+# -- the small fixed set the all-or-nothing and in-place tests run over --------------------------
+SHAPE = (4, 3)       # their input and output: a batch of 4 with 3 features
+
+
+def _at_shape(ex):
+    return lambda: ex.build(np.random.default_rng(0), SHAPE[-1])
+
+
+# every chainable layer (not the containers) as a factory of a layer from (4, 3) to (4, 3); built
+# from one seed, so two layers built alike are alike (Dropout's masks included)
+CHAIN_LAYERS = {ex.name: _at_shape(ex) for ex in layer_examples()
+                if not isinstance(ex, Missing) and ex.chain and not is_container(ex.build(np.random.default_rng(0), 3))}
+# the first example of each loss class, by the class's name
+FIRST_LOSSES = {cls.__name__: LOSSES[cls][0].build for cls in loss_classes().values() if cls in LOSSES}
+
+
+def targets(loss, rng, dtype=np.float64):
+    """A target for ``loss`` and predictions of shape SHAPE."""
+    ex = next(ex for ex in LOSSES[type(loss)])
+    return ex.target(rng, SHAPE, dtype)
