@@ -147,6 +147,11 @@ def check_document(name, doc):
             assert t["output"].count("replay:") == 1
             assert "site-packages" not in t["output"] and "crosscheck/" not in t["output"]
         assert t["extra_data"]["id"] == f"test_layers.py::{test}"
+        assert t["extra_data"]["seed"] == SEED
+        if kind == "passed":
+            x = t["extra_data"]
+            assert t["output"] == "" and x["steps_checked"] == 3 and x["tolerance"]["rtol"] == 1e-9
+            assert x["worst"]["max_rel"] < 1e-12 and {"python", "numpy", "torch"} <= set(x["versions"])
         if (name, test) in STAGES_FAILED:
             assert t["extra_data"]["stages_failed"] == STAGES_FAILED[name, test]
     assert doc["score"] == sum(p for p, _ in want.values())
@@ -161,6 +166,13 @@ def check_document(name, doc):
         assert "parameter gradients                   FAILED: differs from torch" in text["test_linear"]
         assert "diagnosis:  your code = 2 × torch" in text["test_linear"]
         assert "handbp" not in text["test_linear"].split("replay:")[0]
+        for piece in ("your code and torch diverge at step 0", "where:      0.bias (Linear)", "worst:      index",
+                      "(tolerance: rtol 1e-09", "also mismatched at step 0"):
+            assert piece in text["test_linear"], text["test_linear"]
+        x = tests["test_linear"]["extra_data"]
+        assert x["first_divergent_step"] == 0
+        assert (x["divergence"]["name"], x["divergence"]["quantity"], x["divergence"]["hint"]) == \
+            ("0.bias (Linear)", "grad", "factor")
         assert 'File "layers.py", line' in text["test_sigmoid"] and "while True" in text["test_sigmoid"]
         assert "SIGSEGV" in text["test_relu"] and "sys.exit(1)" in text["test_cross_entropy"]
         assert "exit status 3" in text["test_mse"]

@@ -107,6 +107,14 @@ def test_partial_credit_is_the_weight_of_the_stages_that_did_not_fail(failed, pa
     assert scoring.partial_fraction(failed, partial) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("quantities, expected", [
+    (["grad"], 0.75), (["grad", "param"], 0.5), (["output", "loss"], 0.75), (["state.momentum_buffer"], 0.75),
+    (["grad_input"], 0.75), (["output", "grad_input", "grad", "param"], 0.0),
+])
+def test_each_mismatched_quantity_fails_its_stage(quantities, expected):
+    assert scoring.partial_fraction(scoring.stages_failed(quantities), True) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("phase, failed", [("forward", ALL), ("backward", ALL[1:]), ("step", ALL[3:]), (None, [])])
 def test_a_raise_fails_its_stage_and_every_stage_after_it(phase, failed):
     assert scoring.stages_failed((), phase) == failed
