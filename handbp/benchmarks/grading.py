@@ -51,16 +51,26 @@ def _timed(command, cwd, env=None):
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.returncode
 
 
+PARTS = ("  its tests unforked (isolation=none)", "  its collection alone (--co)", "  python -c 'import torch'")
+
+
 def serial(course, names, repeats, out):
-    """One submission, a fresh pytest each time (by default the correct one, and one with seven
-    failures: a hang to the time limit, crashes, a raise)."""
+    """One submission, a fresh pytest each time (by default the correct one, and one with a failure
+    in each of its six layers: a hang to the time limit, crashes, raises), with the environment's
+    pytest plugins and without hypothesis's; then the parts of the first one's time: its tests in
+    pytest's own process (no fork per test), its collection alone (``--co``: pytest, handbp,
+    NumPy, no torch), and importing torch alone."""
     variants = {}
+    grade = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", "--crosscheck-seed=0",
+             "--crosscheck-timeout=2", f"--crosscheck-gradescope={os.path.join(out, 'serial.json')}"]
+    lean = ["-p", "no:hypothesispytest"]
     for name in names:
-        for plugins, extra in (("all plugins", []), ("without hypothesis's", ["-p", "no:hypothesispytest"])):
-            variants[f"{name}, {plugins}"] = [
-                sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", *extra,
-                f"--crosscheck-submission=submissions/{name}", "--crosscheck-seed=0", "--crosscheck-timeout=2",
-                f"--crosscheck-gradescope={os.path.join(out, 'serial.json')}"]
+        for plugins, extra in (("all plugins", []), ("without hypothesis's", lean)):
+            variants[f"{name}, {plugins}"] = grade + extra + [f"--crosscheck-submission=submissions/{name}"]
+    first = [f"--crosscheck-submission=submissions/{names[0]}"]
+    for key, command in zip(PARTS, (grade + lean + first + ["--crosscheck-isolation=none"], grade + lean + first + ["--co"],
+                                    [sys.executable, "-c", "import torch"])):
+        variants[key] = command
     _timed(next(iter(variants.values())), course)                            # warm the disk cache and .pyc files
     rows = {k: [] for k in variants}
     for _ in range(repeats):
@@ -161,7 +171,9 @@ def run(args):
             print(f"\none submission graded serially (a fresh python -m pytest), median of {args.repeats} "
                   "(goal ≤ 4 s wall):")
             for key, f in figures["serial"].items():
-                print(f"  {key:<40} {f['wall_median']:6.2f} s wall  {f['cpu_median']:6.2f} s CPU")
+                if key == PARTS[0]:
+                    print(f"  where the time of {names[0]}'s run without hypothesis's goes:")
+                print(f"  {key:<42} {f['wall_median']:6.2f} s wall  {f['cpu_median']:6.2f} s CPU")
         if "batch" not in args.skip:
             figures["batch"] = b = batch(course, args.copies, args.jobs, args.batch_rounds, out)
             shown = b["submissions"][:args.copies]

@@ -14,13 +14,13 @@ def test_the_grading_benchmark_prints_its_figures_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("handbp bench grading — ")
     for piece in ("machine: ", "versions: python ", "torch 2.", "pytest ", "one submission graded serially",
-                  "correct, without hypothesis's", "goal ≤ 4 s", "1 at a time:", "2 at a time:", "throughput ratio: ",
-                  "goal ≥ 1.8×", "an unrelated project's pytest --co", "paired difference", "goal < 50 ms",
-                  "crosscheck.grading "):
+                  "correct, without hypothesis's", "its tests unforked", "import torch", "goal ≤ 4 s", "1 at a time:",
+                  "2 at a time:", "throughput ratio: ", "goal ≥ 1.8×", "an unrelated project's pytest --co",
+                  "paired difference", "goal < 50 ms", "crosscheck.grading "):
         assert piece in out, out
     data = json.loads(path.read_text())
     assert {"date", "machine", "versions", "serial", "batch", "startup"} <= set(data)
-    assert set(data["serial"]) == {"correct, all plugins", "correct, without hypothesis's"}
+    assert {"correct, all plugins", "correct, without hypothesis's"} < set(data["serial"])
     assert all(f["wall_median"] > 0 and f["cpu_median"] > 0 for f in data["serial"].values())
     assert data["batch"]["copies"] == 1 and data["batch"]["ratio"] > 0
     assert data["startup"]["median_with"] > 0 and data["startup"]["median_blocked"] > 0

@@ -2,7 +2,7 @@
 submission by a serial pytest of its own (``handbp grade run``), under ``pytest -n 2``, and
 through the Gradescope bundle's ``run_autograder`` against a fake ``/autograder``. The
 submissions cover every failure kind: a wrong value, a raise in the forward, the backward and the
-optimizer's step, NaN, a hang, a segfault, ``os._exit``, ``sys.exit``, a syntax error, a forbidden
+optimizer's step, NaN, a hang, a segfault, ``os._exit``, ``sys.exit``, an import error, a syntax error, a forbidden
 import and a layer that inherits handbp's. The three ``results.json`` of each
 submission agree field by field (the run's duration aside), and each test scores what the one
 rule gives it (crosscheck.grading.scoring)."""
@@ -40,6 +40,7 @@ EXPECTED = {
     "mixed_b": {"test_linear": (2.0, "mismatch"), "test_sigmoid": (0.0, "provenance"), "test_relu": (0.0, "raised"),
                 "test_silu": (0.0, "mismatch"), "test_network": (0.0, "mismatch"),
                 "test_network_adam": (0.0, "provenance")},
+    "import_error": {t: (0.0, "import_error") for t in TESTS},
     "syntax_error": {t: (0.0, "import_error") for t in TESTS},
     "uses_torch": {t: (0.0, "provenance") for t in TESTS},
 }
@@ -184,6 +185,10 @@ def check_document(name, doc):
         assert "NaN appears in your code" in text["test_silu"]
         assert "your code raised ValueError in the forward pass" in text["test_relu"]
         assert "Sigmoid inherits it from handbp.activations.Sigmoid" in text["test_sigmoid"]
+    if name == "import_error":
+        for t in text.values():
+            assert "layers.py, line 5: ModuleNotFoundError: No module named 'layer_helpers'" in t, t
+        assert "Your code could not be imported (layers.py):\nlayers.py, line 5: ModuleNotFoundError" in summary
     if name == "syntax_error":
         for t in text.values():
             assert "layers.py, line 58: SyntaxError: expected ':'" in t
