@@ -16,6 +16,7 @@ At the end: ``scores.csv`` (a row per submission: total, maximum, then each test
 ``histogram.png`` of the totals (with matplotlib), and a summary.
 """
 import csv
+import gc
 import json
 import os
 import sys
@@ -119,7 +120,10 @@ def _start(job, args, cwd, fresh):
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    gc.freeze()     # (as crosscheck.grading.isolate does: no child's collection copies this process's pages)
     pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:
         code = 70
         try:

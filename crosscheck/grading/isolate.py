@@ -13,6 +13,7 @@ The time limit: the child arms ``SIGALRM`` (the test fails with a traceback at t
 running, 0 points); the parent kills a child that has not finished 2 s after that (a hang in
 native code, or a student's code that catches the signal's exception).
 """
+import gc
 import os
 import pickle
 import select
@@ -55,7 +56,12 @@ def run_forked(item, nextitem, info, limit):
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     read_end, write_end = os.pipe()
     started = time.time()
+    # the child's collector leaves this process's objects alone: collecting them would write to each,
+    # copying every page the child shares with this process (this process collects them as before)
+    gc.freeze()
     pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:                                   # the child
         os.close(read_end)
         code = 0
