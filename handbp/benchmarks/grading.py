@@ -34,6 +34,9 @@ def add_arguments(parser):
     parser.add_argument("--copies", type=int, default=100, help="submissions in the batch (default 100)")
     parser.add_argument("--jobs", type=int, default=2, help="submissions at once in the parallel batch (default 2)")
     parser.add_argument("--batch-rounds", type=int, default=1, help="interleaved rounds of the batches (default 1)")
+    parser.add_argument("--ceiling-rounds", type=int, default=3,
+                        help="rounds of the machine's ceiling for two processes, before and after the batches "
+                             "(default 3)")
     parser.add_argument("--startup-repeats", type=int, default=30,
                         help="interleaved rounds of the start-up comparison (default 30)")
     parser.add_argument("--skip", action="append", default=[], choices=("serial", "batch", "startup"),
@@ -51,15 +54,16 @@ def _timed(command, cwd, env=None):
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.returncode
 
 
-PARTS = ("  its tests unforked (isolation=none)", "  its collection alone (--co)", "  python -c 'import torch'")
+PARTS = ("  the same under pytest -n 2", "  its tests unforked (isolation=none)", "  its collection alone (--co)",
+         "  python -c 'import torch'")
 
 
 def serial(course, names, repeats, out):
     """One submission, a fresh pytest each time (by default the correct one, and one with a failure
     in each of its six layers: a hang to the time limit, crashes, raises), with the environment's
-    pytest plugins and without hypothesis's; then the parts of the first one's time: its tests in
-    pytest's own process (no fork per test), its collection alone (``--co``: pytest, handbp,
-    NumPy, no torch), and importing torch alone."""
+    pytest plugins and without hypothesis's; then, for the first one without hypothesis's, the
+    same under ``-n 2``, its tests in pytest's own process (no fork per test), its collection alone
+    (``--co``: pytest, handbp, NumPy, no torch), and importing torch alone."""
     variants = {}
     grade = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", "--crosscheck-seed=0",
              "--crosscheck-timeout=2", f"--crosscheck-gradescope={os.path.join(out, 'serial.json')}"]
@@ -67,8 +71,8 @@ def serial(course, names, repeats, out):
     for name in names:
         for plugins, extra in (("all plugins", []), ("without hypothesis's", lean)):
             variants[f"{name}, {plugins}"] = grade + extra + [f"--crosscheck-submission=submissions/{name}"]
-    first = [f"--crosscheck-submission=submissions/{names[0]}"]
-    for key, command in zip(PARTS, (grade + lean + first + ["--crosscheck-isolation=none"], grade + lean + first + ["--co"],
+    first = grade + lean + [f"--crosscheck-submission=submissions/{names[0]}"]
+    for key, command in zip(PARTS, (first + ["-n", "2"], first + ["--crosscheck-isolation=none"], first + ["--co"],
                                     [sys.executable, "-c", "import torch"])):
         variants[key] = command
     _timed(next(iter(variants.values())), course)                            # warm the disk cache and .pyc files
@@ -80,12 +84,14 @@ def serial(course, names, repeats, out):
                 "walls": [w for w, _ in v]} for k, v in rows.items()}
 
 
-def batch(course, copies, jobs, rounds, out):
+def batch(course, copies, jobs, rounds, out, ceiling_rounds=3):
     """``handbp grade run`` over ``copies`` submissions, 1 at a time against ``jobs`` at a time."""
     subs = sorted(os.listdir(os.path.join(course, "submissions")))
     folder = os.path.join(out, "copies")
     for i in range(copies):
         shutil.copytree(os.path.join(course, "submissions", subs[i % len(subs)]), os.path.join(folder, f"s{i:03d}"))
+    from .lockstep import machine_ceiling
+    ceiling_before = machine_ceiling(ceiling_rounds)[0]
     figures = {1: [], jobs: []}
     for _ in range(rounds):
         for n in (1, jobs):
@@ -95,9 +101,12 @@ def batch(course, copies, jobs, rounds, out):
             if code != 0:
                 raise RuntimeError(f"handbp grade run -j {n} failed with status {code}")
             figures[n].append(wall)
+    ceiling_after = machine_ceiling(ceiling_rounds)[0]
     one, many = statistics.median(figures[1]), statistics.median(figures[jobs])
-    return {"copies": copies, "submissions": subs, "jobs": jobs, "seconds_1": figures[1], f"seconds_{jobs}": figures[jobs],
-            "per_submission_1": one / copies, f"per_submission_{jobs}": many / copies, "ratio": one / many}
+    return {"copies": copies, "submissions": subs, "jobs": jobs, "seconds_1": figures[1],
+            f"seconds_{jobs}": figures[jobs],
+            "per_submission_1": one / copies, f"per_submission_{jobs}": many / copies, "ratio": one / many,
+            "ceiling": [ceiling_before, ceiling_after]}
 
 
 UNRELATED = "def test_one():\n    assert 1 + 1 == 2\n\ndef test_two():\n    assert 'a' * 2 == 'aa'\n"
@@ -121,7 +130,8 @@ def startup(repeats, out):
         for key, command in commands.items():
             walls[key].append(_timed(command, project)[0])
     # pytest imports its plugins with importlib, which -X importtime does not see: import them directly
-    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pytest, crosscheck.plugin, crosscheck.grading"],
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                              "import pytest, crosscheck.plugin, crosscheck.grading"],
                              capture_output=True, text=True).stderr
     cumulative = {}
     for line in imports.splitlines():
@@ -148,7 +158,7 @@ def versions():
 
 
 def run(args):
-    for name in ("repeats", "copies", "jobs", "batch_rounds", "startup_repeats"):
+    for name in ("repeats", "copies", "jobs", "batch_rounds", "ceiling_rounds", "startup_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected an integer ≥ 1, got {getattr(args, name)}")
     course = os.path.abspath(args.course)
@@ -175,7 +185,7 @@ def run(args):
                     print(f"  where the time of {names[0]}'s run without hypothesis's goes:")
                 print(f"  {key:<42} {f['wall_median']:6.2f} s wall  {f['cpu_median']:6.2f} s CPU")
         if "batch" not in args.skip:
-            figures["batch"] = b = batch(course, args.copies, args.jobs, args.batch_rounds, out)
+            figures["batch"] = b = batch(course, args.copies, args.jobs, args.batch_rounds, out, args.ceiling_rounds)
             shown = b["submissions"][:args.copies]
             print(f"\nhandbp grade run, {args.copies} submissions ({', '.join(shown)} in turn), "
                   f"median of {args.batch_rounds}:")
@@ -183,12 +193,15 @@ def run(args):
             print(f"  {args.jobs} at a time:  {statistics.median(b[f'seconds_{args.jobs}']):6.1f} s  "
                   f"({b[f'per_submission_{args.jobs}']:.3f} s each)")
             print(f"  throughput ratio: {b['ratio']:.2f}× (goal ≥ 1.8× with 2 at a time on 2 cpus)")
+            print(f"  the machine's own ceiling for two processes (a CPU-bound loop alone against two at once): "
+                  f"{b['ceiling'][0]:.2f}× before, {b['ceiling'][1]:.2f}× after")
         if "startup" not in args.skip:
             figures["startup"] = s = startup(args.startup_repeats, out)
             print(f"\nan unrelated project's pytest --co (2 tests), median of {args.startup_repeats} interleaved "
                   "(goal < 50 ms added):")
             print(f"  with the crosscheck plugins: {s['median_with'] * 1e3:.0f} ms; blocked: "
-                  f"{s['median_blocked'] * 1e3:.0f} ms; paired difference {s['median_paired_difference'] * 1e3:+.0f} ms")
+                  f"{s['median_blocked'] * 1e3:.0f} ms; "
+                  f"paired difference {s['median_paired_difference'] * 1e3:+.0f} ms")
             print("  importing the plugin modules: " + ", ".join(f"{k} {v * 1e3:.1f} ms"
                                                                 for k, v in s["import_seconds"].items()))
     if args.json:

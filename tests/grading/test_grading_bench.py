@@ -10,19 +10,19 @@ from handbp.cli import main
 def test_the_grading_benchmark_prints_its_figures_and_json(tmp_path, capsys):
     path = tmp_path / "grading.json"
     assert main(["bench", "grading", "--repeats", "1", "--serial-submissions", "correct", "--copies", "1",
-                 "--startup-repeats", "1", "--json", str(path)]) == 0
+                 "--ceiling-rounds", "1", "--startup-repeats", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("handbp bench grading — ")
     for piece in ("machine: ", "versions: python ", "torch 2.", "pytest ", "one submission graded serially",
-                  "correct, without hypothesis's", "its tests unforked", "import torch", "goal ≤ 4 s", "1 at a time:",
-                  "2 at a time:", "throughput ratio: ", "goal ≥ 1.8×", "an unrelated project's pytest --co",
-                  "paired difference", "goal < 50 ms", "crosscheck.grading "):
+                  "correct, without hypothesis's", "under pytest -n 2", "its tests unforked", "import torch",
+                  "goal ≤ 4 s", "1 at a time:", "2 at a time:", "throughput ratio: ", "goal ≥ 1.8×", "own ceiling",
+                  "an unrelated project's pytest --co", "paired difference", "goal < 50 ms", "crosscheck.grading "):
         assert piece in out, out
     data = json.loads(path.read_text())
     assert {"date", "machine", "versions", "serial", "batch", "startup"} <= set(data)
     assert {"correct, all plugins", "correct, without hypothesis's"} < set(data["serial"])
     assert all(f["wall_median"] > 0 and f["cpu_median"] > 0 for f in data["serial"].values())
-    assert data["batch"]["copies"] == 1 and data["batch"]["ratio"] > 0
+    assert data["batch"]["copies"] == 1 and data["batch"]["ratio"] > 0 and len(data["batch"]["ceiling"]) == 2
     assert data["startup"]["median_with"] > 0 and data["startup"]["median_blocked"] > 0
 
 
