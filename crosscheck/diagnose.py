@@ -11,6 +11,7 @@ import numpy as np
 
 HINTS = ("transpose", "shape", "missing", "nonfinite", "accumulated", "reset", "never_updated", "weight_decay",
          "zero", "sign", "factor", "local_derivative", "forward", "param_grad")
+HINTS += ("padding", "flipped_kernel", "unrouted", "stride")          # the convolutional layers' bugs
 
 
 def _fraction_text(k):
@@ -155,6 +156,82 @@ def _factor(a, b, what, context, ratio_tol):
     return "factor", f"handbp = {shown} × torch{of}, everywhere: {cause}", k
 
 
+# -- the convolutional layers' patterns ---------------------------------------------------
+def _padding(check, a, b, context):
+    """handbp's array is torch's with a border around its trailing (spatial) axes: a padding that
+    was added in the forward and not cut off the input gradient."""
+    if a.shape == b.shape or a.ndim != b.ndim or a.ndim < 3:
+        return None
+    extra = [x - y for x, y in zip(a.shape, b.shape)]
+    spatial = a.ndim - 2 if a.ndim >= 3 else 1
+    if any(extra[:-spatial]) or min(extra[-spatial:]) < 0 or not any(extra[-spatial:]):
+        return None
+    for before in _borders(extra[-spatial:]):
+        inner = a[(...,) + tuple(slice(p, p + n) for p, n in zip(before, b.shape[-spatial:]))]
+        if np.allclose(inner, b, rtol=1e-6, atol=1e-9 * max(np.abs(b).max(initial=0.0), 1e-300)):
+            border = ", ".join(f"{p} + {e - p}" for p, e in zip(before, extra[-spatial:]))
+            return "padding", (f"handbp's shape {a.shape} is torch's {b.shape} with a border ({border}) around the "
+                               "spatial axes, and inside it the values match: the padding added in the forward was "
+                               "not cut off (dx = dx_pad[..., p:−p, p:−p])"), None
+    return None
+
+
+def _borders(extra):
+    """The ways to split each axis's extra length into a border before and after: even splits first."""
+    first = [e // 2 for e in extra]
+    yield first
+    for shift in ([0] * len(extra), extra):
+        if shift != first:
+            yield list(shift)
+
+
+def _flipped_kernel(check, a, b, ratio_tol):
+    """handbp = torch with the kernel's spatial axes reversed (a weight ``(O, C, kh, kw)`` or ``(O, C, k)``)."""
+    if check.quantity != "grad" or a.ndim < 3 or a.shape != b.shape or max(a.shape[2:]) < 2:
+        return None
+    flipped = b[(...,) + (slice(None, None, -1),) * (a.ndim - 2)]
+    scale = np.abs(b).max(initial=0.0)
+    if scale and np.allclose(a, flipped, rtol=ratio_tol, atol=ratio_tol * scale):
+        return "flipped_kernel", ("handbp's gradient is torch's with the kernel's spatial axes reversed: the kernel "
+                                  "was flipped where it must not be (torch's convolution is a cross-correlation: "
+                                  "dW = dy ⋆ x needs no flip) or not flipped where it must be"), None
+    return None
+
+
+def _unrouted(check, a, b, ratio_tol):
+    """Where torch's gradient is non-zero handbp's equals it, but handbp's is non-zero in many more
+    places: a gradient that should go to one element of each window (max pooling) went to all."""
+    if check.quantity != "grad_input" or a.shape != b.shape:
+        return None
+    scale = np.abs(b).max(initial=0.0)
+    routed, spread = b != 0, (b == 0) & (a != 0)
+    if not scale or routed.sum() < 2 or spread.sum() < routed.sum() or not np.allclose(
+            a[routed], b[routed], rtol=ratio_tol, atol=ratio_tol * scale):
+        return None
+    return "unrouted", (f"handbp's input gradient equals torch's at the {int(routed.sum())} elements that receive one, "
+                        f"and is non-zero at {int(spread.sum())} more that receive none in torch: a gradient that "
+                        "belongs to some elements only (the maximum of each pooling window, the positive inputs of "
+                        "a ReLU) was sent to all of them"), None
+
+
+def _stride(check, a, b, ratio_tol):
+    """handbp's gradient stops short along the spatial axes, packed into a corner, where torch's
+    spreads over the whole input: positions computed as if the stride were 1."""
+    if check.quantity != "grad_input" or a.shape != b.shape or a.ndim < 3 or not a.any():
+        return None
+    spans = []
+    for axis in range(2, a.ndim):
+        others = tuple(k for k in range(a.ndim) if k != axis)
+        ends = [int(np.flatnonzero(np.any(v != 0, axis=others)).max(initial=-1)) + 1 for v in (a, b)]
+        spans.append(ends)
+    if not all(ea < eb for ea, eb in spans):
+        return None
+    where = " and ".join(f"{ea} of {eb}" for ea, eb in spans)
+    return "stride", (f"handbp's gradient reaches only the first {where} positions along the spatial axes, torch's "
+                      "reaches them all: each output's gradient was sent back to where a stride of 1 would have "
+                      "read it (the stride is ignored in the backward)"), None
+
+
 _IN_CAUSAL_ORDER = {
     "grad_input": ("local_derivative", "the gradient arriving at this module matched torch's, the one it returns "
                    "does not, by a factor that varies element to element: this module's own backward is wrong (a "
@@ -178,7 +255,7 @@ def diagnose(check, context=None, ratio_tol=1e-6):
     if found:
         return found
     a, b = np.asarray(check.a, dtype=np.float64), np.asarray(check.b, dtype=np.float64)
-    for pattern in (_shape, _nonfinite, _accumulated, _reset):
+    for pattern in (_padding, _shape, _nonfinite, _accumulated, _reset):
         found = pattern(check, a, b, context)
         if found:
             return found
@@ -192,6 +269,10 @@ def diagnose(check, context=None, ratio_tol=1e-6):
     found = _zero(check, a, b, what) or _square_transpose(a, b, what) or _factor(a, b, what, context, ratio_tol)
     if found:
         return found
+    for pattern in (_flipped_kernel, _unrouted, _stride):
+        found = pattern(check, a, b, ratio_tol)
+        if found:
+            return found
     # no pattern in the values; but the checks run in causal order, so everything upstream matched
     if check.quantity in _IN_CAUSAL_ORDER:
         hint, text = _IN_CAUSAL_ORDER[check.quantity]

@@ -48,7 +48,11 @@ def mirror_module(model):
         raise MirrorError(f"the torch twin of {type(model).__name__} has state_dict keys {theirs}, "
                           f"handbp's are {ours}; the registered to_torch must build the same structure")
     load_into_twin(model, twin)
-    twin.train(model.training)
+    for path, m in model.named_modules():          # parents first: a child in another mode keeps its own
+        try:
+            (twin.get_submodule(path) if path else twin).train(m.training)
+        except AttributeError:                      # a registered twin built differently inside
+            pass
     twin._crosscheck_source = model
     return twin
 

@@ -75,7 +75,7 @@ def layer_norm_terms(m, x, dy, params, what):
 
 
 def batch_norm_terms(m, x, dy, params, what):
-    axes = (0,) if x.ndim == 2 else (0, 2)
+    axes = (0,) + tuple(range(2, x.ndim))           # all but the channels: (0,), (0, 2), (0, 2, 3)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     batch_stats = m.training or not m.track_running_stats
     if batch_stats:
@@ -210,3 +210,95 @@ register_optimizer(hb.optim.Adam, _same_groups(torch.optim.Adam))
 register_optimizer(hb.optim.AdamW, _same_groups(torch.optim.AdamW))
 register_optimizer(hb.optim.RMSprop, _same_groups(torch.optim.RMSprop))
 register_optimizer(hb.optim.Adagrad, _same_groups(torch.optim.Adagrad))
+
+
+# -- convolutional networks -------------------------------------------------------------------
+def group_norm_terms(m, x, dy, params, what):
+    """GroupNorm normalises each sample's group of channels, x viewed as (N, G, C/G · spatial):
+    the normalisation's terms (``normalization_terms``) over that view's last axis; γ per channel."""
+    xg = x.reshape(x.shape[0], m.num_groups, -1)
+    mu, sigma = xg.mean(axis=2, keepdims=True), np.sqrt(xg.var(axis=2, keepdims=True) + m.eps)
+    if what == "weight":
+        a = ((np.abs(xg) + np.abs(mu)) / sigma).reshape(x.shape)
+        return (dy * a).sum(axis=(0,) + tuple(range(2, x.ndim)))
+    if what != "grad_input":
+        return None
+    weight = params.get("weight")
+    g = dy if weight is None else dy * np.abs(weight).reshape((-1,) + (1,) * (x.ndim - 2))
+    return normalization_terms(xg, g.reshape(xg.shape), (2,), mu, sigma, True, None, what, None).reshape(x.shape)
+
+
+def _conv(torch_class):
+    def build(m, child):
+        return torch_class(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                           dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+                           padding_mode=m.padding_mode, dtype=torch_dtype(m.dtype))
+    return build
+
+
+class MaskedChannelDropout(MaskedDropout):
+    """Dropout2d whose channel mask (``(N, C, 1, 1)``, broadcast over each map) is the one its
+    handbp twin just drew."""
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        mask = self.source.last_mask
+        if mask is None or mask.shape != tuple(x.shape[:-2]) + (1, 1):
+            raise RuntimeError("MaskedChannelDropout: the handbp Dropout2d has not drawn a mask for this input yet; "
+                               "run its forward first (lockstep does)")
+        scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
+        return x * (torch.from_numpy(mask).to(x.dtype) * scale)
+
+
+class ClassWeightedLoss(nn.Module):
+    """A torch loss with class weights (``F.nll_loss``, ``F.multi_margin_loss``), its weights cast to
+    the input's dtype at each call, so that one twin serves the float32 model and its float64 reference."""
+
+    def __init__(self, fn, weight, **kwargs):
+        super().__init__()
+        self.fn, self.weight, self.kwargs = fn, weight, kwargs
+
+    def forward(self, x, target):
+        weight = None if self.weight is None else torch.as_tensor(self.weight, dtype=x.dtype)
+        return self.fn(x, target, weight=weight, **self.kwargs)
+
+
+def _scalar(loss, build):
+    """A loss twin, refused for ``reduction="none"``: lockstep compares one loss per step."""
+    if loss.reduction == "none":
+        raise MirrorError(f"cannot mirror {type(loss).__name__}(reduction='none') for a training step: lockstep "
+                          "needs one loss per step; use reduction='mean' or 'sum'")
+    return build()
+
+
+register(hb.Conv1d, _conv(nn.Conv1d))
+register(hb.Conv2d, _conv(nn.Conv2d))
+register(hb.MaxPool1d, lambda m, child: nn.MaxPool1d(m.kernel_size, m.stride, m.padding, m.dilation,
+                                                      ceil_mode=m.ceil_mode))
+register(hb.MaxPool2d, lambda m, child: nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation,
+                                                      ceil_mode=m.ceil_mode))
+register(hb.AvgPool2d, lambda m, child: nn.AvgPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
+                                                      count_include_pad=m.count_include_pad,
+                                                      divisor_override=m.divisor_override))
+register(hb.AdaptiveAvgPool2d, lambda m, child: nn.AdaptiveAvgPool2d(m.output_size))
+register(hb.Flatten, lambda m, child: nn.Flatten(m.start_dim, m.end_dim))
+register(hb.BatchNorm2d, lambda m, child: nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                                          track_running_stats=m.track_running_stats,
+                                                          bias=m.bias is not None or not m.affine,
+                                                          dtype=torch_dtype(m.dtype)),
+         terms=batch_norm_terms)
+register(hb.GroupNorm, lambda m, child: nn.GroupNorm(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine,
+                                                      bias=m.bias is not None or not m.affine,
+                                                      dtype=torch_dtype(m.dtype)),
+         terms=group_norm_terms)
+register(hb.Dropout2d, lambda m, child: MaskedChannelDropout(m))
+register(hb.L1Loss, lambda loss, child: _scalar(loss, lambda: nn.L1Loss(reduction=loss.reduction)))
+register(hb.HuberLoss, lambda loss, child: _scalar(loss, lambda: nn.HuberLoss(reduction=loss.reduction,
+                                                                               delta=loss.delta)))
+register(hb.SmoothL1Loss, lambda loss, child: _scalar(loss, lambda: nn.SmoothL1Loss(reduction=loss.reduction,
+                                                                                     beta=loss.beta)))
+register(hb.NLLLoss, lambda loss, child: _scalar(loss, lambda: ClassWeightedLoss(
+    torch.nn.functional.nll_loss, loss.weight, ignore_index=loss.ignore_index, reduction=loss.reduction)))
+register(hb.MultiMarginLoss, lambda loss, child: _scalar(loss, lambda: ClassWeightedLoss(
+    torch.nn.functional.multi_margin_loss, loss.weight, p=loss.p, margin=loss.margin, reduction=loss.reduction)))

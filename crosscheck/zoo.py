@@ -43,6 +43,12 @@ EXPECTED = {
     "nan-from-overflow": Expect("1 (SigmoidOverflow) output", "nonfinite"),
     "cross-entropy-without-mean": Expect("grad_pred", "factor", 4.0),
     "input-grad-dropped": Expect("2 (LinearForgetsInputGrad) grad_input", "zero"),
+    # handbp.zoo_conv
+    "conv-kernel-flipped-in-weight-grad": Expect("0.weight (Conv2dWeightGradFlipped) grad", "flipped_kernel"),
+    "conv-bias-grad-not-summed-over-batch": Expect("0.bias (Conv2dBiasNotSummed) grad", "shape"),
+    "conv-padding-kept-in-input-grad": Expect("0 (Conv2dPaddingKept) grad_input", "padding"),
+    "conv-stride-ignored-in-input-grad": Expect("0 (Conv2dStrideIgnored) grad_input", "stride"),
+    "maxpool-grad-to-every-element": Expect("2 (MaxPool2dGradToEveryElement) grad_input", "unrouted"),
 }
 
 

@@ -17,6 +17,13 @@ from .module import Module, Parameter, Sequential
 from .network import DNN, gradient_descent
 from .normalization import BatchNorm1d, LayerNorm
 from .train import TrainingDiverged, accuracy, fit
+# convolutional networks
+from .conv import Conv1d, Conv2d
+from .dropout import Dropout2d
+from .flatten import Flatten
+from .losses import HuberLoss, L1Loss, MultiMarginLoss, NLLLoss, SmoothL1Loss
+from .normalization import BatchNorm2d, GroupNorm
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool1d, MaxPool2d
 
 __version__ = "0.1.0"
 
@@ -29,4 +36,9 @@ __all__ = [
     "Loss", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss",
     "optim", "numerical", "fit", "accuracy", "datasets", "save", "load", "load_into",
     "CheckpointError", "CallOrderError", "TrainingDiverged", "explain", "draw",
+]
+__all__ += [
+    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
+    "BatchNorm2d", "GroupNorm", "Dropout2d",
+    "NLLLoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "MultiMarginLoss",
 ]

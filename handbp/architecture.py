@@ -103,7 +103,8 @@ def check_description(spec, field="architecture"):
     except (TypeError, ValueError):   # a class whose signature Python cannot tell
         parameters = {}
     # an argument whose default is a flag, a number or a string must be one too (a number may be
-    # None, as BatchNorm1d's momentum: the class decides)
+    # None, as BatchNorm1d's momentum, a list of numbers, as Conv2d's stride, or a string, as
+    # Conv2d's padding="same": the class decides)
     for name, parameter in parameters.items():
         default, value, where = parameter.default, args.get(name), f"{field}.args.{name}"
         if name not in args or default is inspect.Parameter.empty:
@@ -111,10 +112,16 @@ def check_description(spec, field="architecture"):
         if isinstance(default, bool) and not isinstance(value, bool):
             raise expected_field(where, "True or False", value)
         if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None \
-                and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                and not isinstance(value, str) and not _number_or_numbers(value):
             raise expected_field(where, "a number", value)
         if isinstance(default, str) and not isinstance(value, str):
             raise expected_field(where, "a string", value)
+
+
+def _number_or_numbers(value):
+    """A JSON number (True is none), or a list of them (a per-dimension size)."""
+    values = value if isinstance(value, list) else [value]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 # -- the state a description declares --------------------------------------------------------

@@ -45,3 +45,34 @@ def sine(n=200, noise=0.05, rng=0):
 
 
 TASKS = {"spirals": spirals, "xor": xor, "sine": sine}
+
+
+def digits(test_fraction=0.2, rng=0):
+    """scikit-learn's handwritten digits: 1,797 grey 8 × 8 images of 0–9 (shipped inside
+    scikit-learn, no download), split into a training and a held-out test set, each class in the
+    same proportion (``test_fraction`` of it, rounded, to the test set), then standardized: both sets
+    less the training images' mean pixel, over their pixels' standard deviation (two numbers, from
+    the training set only, so that nothing of the test set leaks into the training). Centred inputs
+    train the CNN faster and to a better test accuracy than the raw 0–16 or [0, 1] values.
+
+    Returns ``(x_train, y_train, x_test, y_test)``: images ``(n, 1, 8, 8)`` (one channel, as a
+    Conv2d takes them) and labels ``(n,)`` int64. Needs scikit-learn: ``pip install "handbp[digits]"``.
+    """
+    test_fraction = validate.number("digits", "test_fraction", test_fraction, low=0, high=1, low_open=True,
+                                    high_open=True)
+    rng = validate.generator("digits", "rng", rng)
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError('digits: the images ship with scikit-learn, which is not installed; install it with: '
+                          'pip install "handbp[digits]"') from None
+    data = load_digits()
+    x = data.images[:, None, :, :].astype(np.float64)          # pixel values are 0..16
+    y = data.target.astype(np.int64)
+    test = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        test[members[:int(round(test_fraction * len(members)))]] = True
+    mean, std = x[~test].mean(), x[~test].std()
+    x = (x - mean) / std
+    return x[~test], y[~test], x[test], y[test]

@@ -33,8 +33,8 @@ def normalized_backward(g_hat, xhat, inv_std, axes):
     return (g_hat - mean_g - xhat * mean_gx) * inv_std
 
 
-class BatchNorm1d(Module):
-    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel, over the batch (and length) axes.
+class _BatchNorm(Module):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel, over the batch (and spatial) axes.
 
     In training mode (``train()``, the default) the mean and the biased variance of the current
     batch normalize it, and the running estimates move toward the batch's::
@@ -59,14 +59,16 @@ class BatchNorm1d(Module):
         bias: with affine, whether to learn β (torch's keyword).
         dtype: dtype of parameters and buffers (float64 by default).
 
-    Shape:
-        x and y: ``(N, C)`` or ``(N, C, L)``; in training N (· L) must exceed 1.
+    Shape: see ``BatchNorm1d`` and ``BatchNorm2d``; in training, N times the spatial size must
+        exceed 1.
     """
+
+    _shapes = ()          # the input shapes a subclass takes, as text with C for the channels
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
                  bias=True, dtype=np.float64):
         super().__init__()
-        owner = "BatchNorm1d"
+        owner = type(self).__name__
         num_features = validate.integer(owner, "num_features", num_features, low=1)
         eps = validate.number(owner, "eps", eps, low=0, low_open=True)
         momentum = validate.optional(validate.number, owner, "momentum", momentum, low=0, high=1)
@@ -89,14 +91,15 @@ class BatchNorm1d(Module):
         self.last_batch_stats = None   # whether the batch's own statistics normalized x
 
     def _axes(self, x):
-        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
-            raise LayerValueError(self, f"x: expected shape (N, {self.num_features}) or (N, {self.num_features}, L), "
-                                        f"got {x.shape}")
-        return (0,) if x.ndim == 2 else (0, 2)
+        """The axes the statistics are taken over: all but the channels' (axis 1)."""
+        if x.ndim not in [s.count(",") + 1 for s in self._shapes] or x.shape[1] != self.num_features:
+            shapes = " or ".join(s.replace("C", str(self.num_features)) for s in self._shapes)
+            raise LayerValueError(self, f"x: expected shape {shapes}, got {x.shape}")
+        return (0,) + tuple(range(2, x.ndim))
 
     def _shape(self, v, x):
-        """A per-channel vector shaped to broadcast against x: (C,) or (C, 1)."""
-        return v if x.ndim == 2 else v[:, None]
+        """A per-channel vector shaped to broadcast against x: (C,), (C, 1) or (C, 1, 1)."""
+        return v.reshape(v.shape + (1,) * (x.ndim - 2))
 
     def forward(self, x):
         """x̂ = (x − μ) / σ,  y = γ x̂ + β; caches x̂ and 1/σ. In training, updates the running estimates."""
@@ -130,11 +133,11 @@ class BatchNorm1d(Module):
         return y
 
     def backward(self, dy):
-        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and L),  ĝ = dy γ,
+        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and the spatial axes),  ĝ = dy γ,
         dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ with batch statistics, dx = ĝ / σ with running ones."""
         xhat = self.last_xhat
         self._need_cache(xhat, dy)
-        axes = (0,) if xhat.ndim == 2 else (0, 2)
+        axes = (0,) + tuple(range(2, xhat.ndim))
         if self.weight is not None:
             self.weight.accumulate((dy * xhat).sum(axis=axes))
         if self.bias is not None:
@@ -172,6 +175,38 @@ class BatchNorm1d(Module):
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel, over the batch (and length) axes:
+    torch's BatchNorm1d. The arguments, the running estimates and the modes are ``_BatchNorm``'s
+    (read its docstring: ``help(hb.normalization._BatchNorm)``).
+
+    Args:
+        num_features: C. eps: > 0 (1e-5). momentum: in [0, 1] or None (0.1). affine, bias,
+        track_running_stats: as torch's. dtype: of parameters and buffers (float64).
+
+    Shape:
+        x and y: ``(N, C)`` or ``(N, C, L)``; in training N (· L) must exceed 1.
+    """
+
+    _shapes = ("(N, C)", "(N, C, L)")
+
+
+class BatchNorm2d(_BatchNorm):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel, over the batch and both spatial
+    axes: torch's BatchNorm2d. Each channel's mean and variance are taken over its N·H·W values;
+    everything else is ``BatchNorm1d``'s (``help(hb.normalization._BatchNorm)``).
+
+    Args:
+        num_features: C. eps: > 0 (1e-5). momentum: in [0, 1] or None (0.1). affine, bias,
+        track_running_stats: as torch's. dtype: of parameters and buffers (float64).
+
+    Shape:
+        x and y: ``(N, C, H, W)`` (torch takes no unbatched form); in training N·H·W must exceed 1.
+    """
+
+    _shapes = ("(N, C, H, W)",)
 
 
 class LayerNorm(Module):
@@ -265,3 +300,98 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """y = (x − E[x]) / √(Var[x] + eps) · γ + β, the statistics of each sample over each group of
+    C/G channels (and all their positions): torch's GroupNorm. Unlike BatchNorm, nothing mixes the
+    samples of a batch, and training and eval compute the same thing.
+
+    x is viewed as ``(N, G, C/G · spatial)`` and normalised over its last axis (biased variance),
+    so the backward is the normalisation's (the module docstring) over that axis; γ and β are per
+    channel.
+
+    Args:
+        num_groups: G, which must divide num_channels. num_channels: C.
+        eps: added to the variance, ≥ 0 (default 1e-5).
+        affine: learn γ (``weight``, ones) and β (``bias``, zeros), shape (C,).
+        bias: with affine, whether to learn β (torch's keyword).
+        dtype: dtype of the parameters (float64 by default).
+
+    Shape:
+        x and y: ``(N, C, *)``.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, bias=True, dtype=np.float64):
+        super().__init__()
+        owner = "GroupNorm"
+        num_groups = validate.integer(owner, "num_groups", num_groups, low=1)
+        num_channels = validate.integer(owner, "num_channels", num_channels, low=1)
+        if num_channels % num_groups:
+            validate.fail(owner, "num_channels", f"a multiple of num_groups={num_groups}", num_channels)
+        eps = validate.number(owner, "eps", eps, low=0)
+        affine, bias = validate.flag(owner, "affine", affine), validate.flag(owner, "bias", bias)
+        dtype = validate.float_dtype(owner, "dtype", dtype)
+        object.__setattr__(self, "_dtype", dtype)
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_channels, dtype)) if affine and bias else None
+        self.last_xhat = None          # x̂ (N, G, C/G · spatial), for dx and dW
+        self.last_inv_std = None       # 1/σ per sample and group (N, G, 1), for dx
+        self.last_shape = None         # x's shape
+
+    def _grouped(self, a):
+        return a.reshape(a.shape[0], self.num_groups, -1)
+
+    def _per_channel(self, v, x):
+        """A per-channel vector shaped to broadcast against x ``(N, C, *)``."""
+        return v.reshape(v.shape + (1,) * (x.ndim - 2))
+
+    def forward(self, x):
+        """x̂ = (x − μ) / σ per sample and group,  y = γ x̂ + β per channel; caches x̂ and 1/σ."""
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise LayerValueError(self, f"x: expected shape (N, {self.num_channels}, *), got {x.shape}")
+        if x.shape[0] == 0:
+            raise LayerValueError(self, f"x: expected at least one sample, got shape {x.shape}")
+        g = self._grouped(x)
+        centered = g - g.mean(axis=2, keepdims=True)
+        inv_std = 1.0 / np.sqrt((centered * centered).mean(axis=2, keepdims=True) + self.eps)
+        xhat = centered * inv_std
+        self.last_xhat, self.last_inv_std, self.last_shape = xhat, inv_std, x.shape
+        y = xhat.reshape(x.shape)
+        if self.weight is not None:
+            y = y * self._per_channel(self.weight.data, x)
+        return y if self.bias is None else y + self._per_channel(self.bias.data, x)
+
+    def backward(self, dy):
+        """dγ = Σ dy ⊙ x̂,  dβ = Σ dy (over N and the positions),  ĝ = dy γ,
+        dx = (ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, the means over each sample's group.
+        Shapes: dy and dx (N, C, *); x̂ and ĝ viewed as (N, G, C/G · spatial); σ (N, G, 1)."""
+        xhat = self.last_xhat
+        self._need_cache(xhat, dy, self.last_shape)
+        axes = (0,) + tuple(range(2, dy.ndim))
+        if self.weight is not None:
+            self.weight.accumulate((dy * xhat.reshape(dy.shape)).sum(axis=axes))
+        if self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=axes))
+        g_hat = dy if self.weight is None else dy * self._per_channel(self.weight.data, dy)
+        return normalized_backward(self._grouped(g_hat), xhat, self.last_inv_std, (2,)).reshape(dy.shape)
+
+    def row_wise(self, x):
+        """Each sample is normalised alone."""
+        return None
+
+    def config_args(self):
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
+                "affine": self.affine, "bias": self.bias is not None or not self.affine}
+
+    @classmethod
+    def state_shapes(cls, num_groups, num_channels, eps=1e-5, affine=True, bias=True):
+        """weight and bias (num_channels,) with affine; see ``Module.state_shapes``."""
+        if affine:
+            yield "weight", (num_channels,)
+            if bias:
+                yield "bias", (num_channels,)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

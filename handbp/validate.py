@@ -147,3 +147,23 @@ def generator(owner, arg, v):
 def optional(check, owner, arg, v, **kwargs):
     """``None``, or what ``check`` accepts."""
     return None if v is None else check(owner, arg, v, **kwargs)
+
+
+def sizes(owner, arg, v, n, *, low=1):
+    """An integer >= ``low`` for each of ``n`` dimensions: one integer (the same for every
+    dimension) or a tuple or list of ``n`` of them, as torch's ``kernel_size``, ``stride``, ...;
+    returns a tuple of ``n`` ints."""
+    first = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
+    what = f"{first} or a tuple of {n if n > 1 else 'one'} such"
+    if isinstance(v, (tuple, list)) and len(v) == n:
+        values = list(v)
+    elif isinstance(v, (int, np.integer)) and not isinstance(v, _FLAG):
+        values = [v] * n
+    else:
+        fail(owner, arg, what, v, ArgumentTypeError if not isinstance(v, (tuple, list)) else ValueError)
+    for x in values:
+        if not (isinstance(x, (int, np.integer)) and not isinstance(x, _FLAG)):
+            fail(owner, arg, what, v, ArgumentTypeError)
+        if x < low:
+            fail(owner, arg, what, v)
+    return tuple(int(x) for x in values)

@@ -56,6 +56,8 @@ def _in_lockstep_matrices():
             model, loss = m.build(0, 3, next(iter(m.ACT)), name, np.float64, rng)
             models.append(model)
             seen.add(type(loss))
+    models += [test_lockstep_matrix_layers.build_shaped(name, "float64", rng)
+               for name in test_lockstep_matrix_layers.SHAPED]
     for model in models:
         seen |= {type(module) for _, module in model.named_modules()}
     return seen
@@ -63,10 +65,17 @@ def _in_lockstep_matrices():
 
 def _layer_fast_path(ex):
     """None, or why numerical_gradient(method="fast") knows nothing about the example's layer: it
-    warns "does not know" about a layer it can neither stack through nor give a reason for."""
-    layer = ex.build(np.random.default_rng(0), 3)
-    model = hb.Sequential(hb.Linear(3, 3, rng=np.random.default_rng(1)), layer).eval()
-    x, y = np.random.default_rng(2).normal(size=(5, 3)), np.random.default_rng(3).normal(size=(5, 3))
+    warns "does not know" about a layer it can neither stack through nor give a reason for. A
+    layer with input shapes of its own (an image layer) is tried at its first batched one."""
+    if ex.chain:
+        layer = ex.build(np.random.default_rng(0), 3)
+        model = hb.Sequential(hb.Linear(3, 3, rng=np.random.default_rng(1)), layer).eval()
+        shape = (5, 3)
+    else:
+        model = test_lockstep_matrix_layers.build_shaped(ex.name, "float64", np.random.default_rng(1)).eval()
+        shape = next(shape for key, shape in ex.inputs.items() if key != "unbatched")
+    x = np.random.default_rng(2).normal(size=shape)
+    y = np.random.default_rng(3).normal(size=model(x).shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         numerical_gradient(model, hb.MSELoss(), x, y, method="fast")
@@ -121,7 +130,7 @@ def completeness_problems():
             why = _loss_fast_path(rows[0])
         else:
             chainable = [ex for ex in rows if ex.chain]
-            why = _layer_fast_path(chainable[0]) if chainable else "no example takes (N, features) input"
+            why = _layer_fast_path(chainable[0] if chainable else rows[0])
         if why:
             problems.append(f"{name}: no fast path in handbp.numerical, nor a reason it has none: {why}")
     return problems

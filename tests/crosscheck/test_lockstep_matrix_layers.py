@@ -9,7 +9,7 @@ import pytest
 
 import crosscheck as cc
 import handbp as hb
-from tests.helpers.examples import Missing, layer_examples
+from tests.helpers.examples import FEATURES, Missing, layer_examples
 
 OPTIMIZERS = {
     "sgd-nesterov": (hb.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
@@ -65,6 +65,38 @@ def build(layer, dtype, rng):
     # adaptive optimizer would turn the rounding noise on both sides into steps of size lr
     first = hb.Linear(5, WIDTH, bias=not shifts_away(middle, rng), rng=rng)
     return hb.Sequential(first, middle, hb.Tanh(), hb.Linear(WIDTH, 3, rng=rng)).to(np.dtype(dtype))
+
+
+# the examples with input shapes of their own (images, signals: not chain), each at every input
+# shape it lists × dtype, after a shape-keeping layer with weights so that every run trains something
+SHAPED = {ex.name: ex for ex in layer_examples() if not isinstance(ex, Missing) and not ex.chain and ex.twin}
+SHAPED_CASES = [(name, key, d) for name, ex in SHAPED.items() for key in ex.inputs for d in DTYPES]
+
+
+def build_shaped(name, dtype, rng):
+    """``Sequential(first, layer)``: ``first`` a Linear, Conv1d or Conv2d with kernel 1 and no bias over
+    the example's channel axis (axis 1 of its batched input), which keeps the shape of any input the
+    example takes, batched or not (no bias: a normalisation after it would shift a bias away)."""
+    ex = SHAPED[name]
+    batched = next(shape for key, shape in ex.inputs.items() if key != "unbatched")
+    c, dims = batched[1], len(batched) - 2
+    first = hb.Linear(c, c, bias=False, rng=rng) if dims == 0 else \
+        (hb.Conv1d if dims == 1 else hb.Conv2d)(c, c, 1, bias=False, rng=rng)
+    return hb.Sequential(first, ex.build(rng, FEATURES)).to(np.dtype(dtype))
+
+
+@pytest.mark.parametrize("layer, inputs, dtype", SHAPED_CASES, ids=[f"{l}-{k}-{d[5:]}" for l, k, d in SHAPED_CASES])
+def test_lockstep_shaped_layer_dtype(layer, inputs, dtype, crosscheck, rng):
+    model = build_shaped(layer, dtype, rng)
+    shape = SHAPED[layer].inputs[inputs]
+    out = model(rng.normal(size=shape).astype(dtype)).shape
+    data = [(rng.normal(size=shape).astype(dtype), rng.normal(size=out).astype(dtype)) for _ in range(3)]
+    optimizer = hb.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trace = crosscheck.lockstep(model, hb.MSELoss(), optimizer, data)
+    labels = set(trace.steps[-1])
+    assert f"1 ({type(model[1]).__name__}) grad_input" in labels
+    for name in model[1].state_dict():                      # parameters and buffers compared too
+        assert any(label.startswith(f"1.{name} ") for label in labels), (name, sorted(labels))
 
 
 @pytest.mark.parametrize("opt, layer, dtype", CASES, ids=[f"{o}-{l}-{d[5:]}" for o, l, d in CASES])

@@ -362,6 +362,18 @@ EXAMPLES = {
     "Sequential": [lambda: hb.Sequential(), lambda: hb.Sequential(hb.Linear(3, 2), hb.Sequential(hb.BatchNorm1d(2), hb.Tanh()),
                                                                   hb.LayerNorm(2), hb.Sequential(hb.Linear(2, 1, bias=False)))],
     "LeakyReLU": [lambda: hb.LeakyReLU(0.3)], "Softmax": [lambda: hb.Softmax(dim=0)], "GELU": [lambda: hb.GELU("tanh")],
+    "Conv1d": [lambda: hb.Conv1d(2, 4, 3), lambda: hb.Conv1d(4, 2, 5, stride=2, padding=2, dilation=2,
+                                                             groups=2, bias=False)],
+    "Conv2d": [lambda: hb.Conv2d(3, 4, 3), lambda: hb.Conv2d(4, 6, (3, 1), padding="same", groups=2, bias=False),
+               lambda: hb.Conv2d(1, 2, 2, stride=(2, 1), padding=(1, 0), dilation=(1, 3))],
+    "MaxPool1d": [lambda: hb.MaxPool1d(3), lambda: hb.MaxPool1d(3, 1, 1, 2, ceil_mode=True)],
+    "MaxPool2d": [lambda: hb.MaxPool2d(2), lambda: hb.MaxPool2d((3, 2), stride=(1, 2), padding=1, ceil_mode=True)],
+    "AvgPool2d": [lambda: hb.AvgPool2d(2), lambda: hb.AvgPool2d(3, 2, 1, count_include_pad=False, divisor_override=4)],
+    "AdaptiveAvgPool2d": [lambda: hb.AdaptiveAvgPool2d(1), lambda: hb.AdaptiveAvgPool2d((3, None))],
+    "Flatten": [lambda: hb.Flatten(0, -2)],
+    "BatchNorm2d": [lambda: hb.BatchNorm2d(3), lambda: hb.BatchNorm2d(2, affine=False, track_running_stats=False)],
+    "GroupNorm": [lambda: hb.GroupNorm(2, 4), lambda: hb.GroupNorm(1, 3, affine=False), lambda: hb.GroupNorm(3, 3, bias=False)],
+    "Dropout2d": [lambda: hb.Dropout2d(0.25)],
 }
 DECLARATION_CASES = [(name, i) for name in sorted(PUBLIC) for i in range(len(EXAMPLES.get(name, [PUBLIC[name]])))]
 

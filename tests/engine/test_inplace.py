@@ -12,20 +12,21 @@ import numpy as np
 import pytest
 
 import handbp as hb
-from tests.helpers.examples import CHAIN_LAYERS as LAYERS
-from tests.helpers.examples import SHAPE
+from tests.helpers.examples import CHAIN_LAYERS, IMAGE_LAYERS, SHAPE, shape_of
+
+LAYERS = {**CHAIN_LAYERS, **IMAGE_LAYERS}
 
 
-def kept(make):
+def kept(layer):
     """Which of its arrays ("input", "output") a layer's forward keeps, by reference."""
-    m = make()
-    x = np.random.default_rng(0).normal(size=SHAPE)
+    m = LAYERS[layer]()
+    x = np.random.default_rng(0).normal(size=shape_of(layer))
     y = m.forward(x)
     caches = [v for v in vars(m).values() if isinstance(v, np.ndarray)]
     return sorted(what for what, a in (("input", x), ("output", y)) if any(np.shares_memory(a, c) for c in caches))
 
 
-CASES = [(layer, what) for layer in LAYERS for what in kept(LAYERS[layer])]
+CASES = [(layer, what) for layer in LAYERS for what in kept(layer)]
 CONTEXTS = {"alone": lambda m: m, "in a Sequential": lambda m: hb.Sequential(m),
             "between pass-throughs": lambda m: hb.Sequential(hb.Identity(), m, hb.Dropout(0.5).eval())}
 
@@ -58,7 +59,7 @@ def step(model, x, dy, edit):
 def test_editing_in_place_before_backward_changes_no_gradient(layer, edit, context, rng):
     model = CONTEXTS[context](LAYERS[layer]())
     twin = copy.deepcopy(model)                 # (Dropout's generator too: the same masks)
-    x, dy = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
+    x, dy = rng.normal(size=shape_of(layer)), rng.normal(size=shape_of(layer))
     dx, grads = step(model, x.copy(), dy, edit)
     dx_ref, grads_ref = step(twin, x.copy(), dy, None)
     same(dx, dx_ref)

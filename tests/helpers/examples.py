@@ -65,6 +65,21 @@ def _seed(rng):
     return int(rng.integers(2**32))
 
 
+def _images(shape):
+    """A convolutional layer's inputs: a batch of ``shape`` and one sample without its batch axis."""
+    return {f"batch{shape[0]}": shape, "unbatched": shape[1:]}
+
+
+def _trained_batchnorm2d(rng, n):
+    """A BatchNorm2d(3) in eval mode whose running statistics have moved away from 0 and 1."""
+    m = _random_affine(hb.BatchNorm2d(3), rng)
+    for _ in range(3):
+        m(rng.normal(2.0, 3.0, size=(4, 3, 3, 3)))
+    fresh = hb.BatchNorm2d(3)
+    fresh.load_state_dict(m.state_dict())
+    return fresh.eval()
+
+
 BATCHED = {"batch5": (5, FEATURES)}
 LAYERS = {
     hb.Linear: [Layer("Linear", lambda rng, n: hb.Linear(n, n, rng=rng)),
@@ -113,6 +128,91 @@ LAYERS = {
         hb.Linear(5, n, rng=rng), hb.Softmax()))],
     # torch's init (weights of ±0.5, not the notebook's 0.01), so that no gradient is tiny
     hb.DNN: [Layer("DNN", lambda rng, n: hb.DNN(2, 5, n, n, activation=hb.Sigmoid, init="torch", rng=rng))],
+    # -- the convolutional layers: their own input shapes (not (N, n)), so chain=False but for the
+    # configurations that do map (N, n) to (N, n) (Flatten(), GroupNorm(1, n))
+    hb.Conv2d: [
+        Layer("Conv2d", lambda rng, n: hb.Conv2d(3, 4, 3, padding=1, rng=rng), inputs=_images((2, 3, 5, 6)), chain=False),
+        Layer("Conv2d-stride-rect", lambda rng, n: hb.Conv2d(2, 3, (3, 2), stride=(2, 3), padding=(1, 2), rng=rng),
+              inputs=_images((2, 2, 7, 8)), chain=False),
+        Layer("Conv2d-dilation-same", lambda rng, n: hb.Conv2d(2, 2, 3, dilation=2, padding="same", rng=rng),
+              inputs=_images((1, 2, 6, 5)), chain=False),
+        Layer("Conv2d-even-same", lambda rng, n: hb.Conv2d(2, 3, (2, 4), padding="same", rng=rng),
+              inputs=_images((2, 2, 5, 6)), chain=False),
+        Layer("Conv2d-groups-nobias", lambda rng, n: hb.Conv2d(4, 6, 2, stride=2, groups=2, bias=False, rng=rng),
+              inputs=_images((2, 4, 5, 5)), chain=False),
+        Layer("Conv2d-depthwise-dilation", lambda rng, n: hb.Conv2d(3, 3, 3, groups=3, dilation=(1, 2), rng=rng),
+              inputs=_images((2, 3, 4, 7)), chain=False),
+    ],
+    hb.Conv1d: [
+        Layer("Conv1d", lambda rng, n: hb.Conv1d(3, 4, 3, stride=2, padding=2, dilation=2, rng=rng),
+              inputs=_images((2, 3, 9)), chain=False),
+        Layer("Conv1d-keeps-shape", lambda rng, n: hb.Conv1d(3, 3, 3, padding=1, rng=rng), inputs=_images((2, 3, 6)),
+              chain=False),
+        Layer("Conv1d-same-groups", lambda rng, n: hb.Conv1d(4, 2, 4, padding="same", groups=2, rng=rng),
+              inputs=_images((3, 4, 7)), chain=False),
+    ],
+    hb.MaxPool2d: [
+        Layer("MaxPool2d", lambda rng, n: hb.MaxPool2d(2), inputs=_images((2, 3, 4, 6)), chain=False),
+        Layer("MaxPool2d-overlap-dilation", lambda rng, n: hb.MaxPool2d(3, stride=1, padding=1, dilation=(1, 2)),
+              inputs=_images((2, 2, 5, 6)), chain=False),
+        Layer("MaxPool2d-keeps-shape", lambda rng, n: hb.MaxPool2d(3, stride=1, padding=1),
+              inputs=_images((2, 3, 4, 5)), chain=False),
+        Layer("MaxPool2d-ceil", lambda rng, n: hb.MaxPool2d((2, 3), stride=2, ceil_mode=True),
+              inputs=_images((1, 2, 5, 7)), chain=False),
+    ],
+    hb.MaxPool1d: [Layer("MaxPool1d", lambda rng, n: hb.MaxPool1d(3, stride=2, padding=1, ceil_mode=True),
+                         inputs=_images((2, 3, 8)), chain=False),
+                   Layer("MaxPool1d-keeps-shape", lambda rng, n: hb.MaxPool1d(3, stride=1, padding=1),
+                         inputs=_images((2, 3, 6)), chain=False),
+                   Layer("MaxPool1d-dilation", lambda rng, n: hb.MaxPool1d(2, dilation=2), inputs=_images((2, 3, 7)),
+                         chain=False)],
+    hb.AvgPool2d: [
+        Layer("AvgPool2d", lambda rng, n: hb.AvgPool2d(2), inputs=_images((2, 3, 4, 6)), chain=False),
+        Layer("AvgPool2d-pad", lambda rng, n: hb.AvgPool2d(3, stride=2, padding=1), inputs=_images((2, 2, 5, 6)),
+              chain=False),
+        Layer("AvgPool2d-exclude-ceil", lambda rng, n: hb.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+              inputs=_images((1, 2, 6, 7)), chain=False),
+        Layer("AvgPool2d-keeps-shape", lambda rng, n: hb.AvgPool2d(3, 1, 1, count_include_pad=False),
+              inputs=_images((2, 3, 4, 5)), chain=False),
+        Layer("AvgPool2d-divisor", lambda rng, n: hb.AvgPool2d((2, 3), stride=(1, 2), divisor_override=5),
+              inputs=_images((2, 3, 5, 6)), chain=False),
+    ],
+    hb.AdaptiveAvgPool2d: [
+        Layer("AdaptiveAvgPool2d", lambda rng, n: hb.AdaptiveAvgPool2d((3, 2)), inputs=_images((2, 3, 7, 5)),
+              chain=False),
+        Layer("AdaptiveAvgPool2d-same-size", lambda rng, n: hb.AdaptiveAvgPool2d((4, None)),
+              inputs=_images((2, 3, 4, 5)), chain=False),
+        Layer("AdaptiveAvgPool2d-global", lambda rng, n: hb.AdaptiveAvgPool2d(1), inputs=_images((2, 3, 4, 4)),
+              chain=False),
+    ],
+    hb.Flatten: [Layer("Flatten", lambda rng, n: hb.Flatten(), inputs=BATCHED, chain=False),     # torch's takes no (n,)
+                 Layer("Flatten-image", lambda rng, n: hb.Flatten(), inputs=_images((2, 3, 4, 2)), chain=False),
+                 Layer("Flatten-middle", lambda rng, n: hb.Flatten(1, 2), inputs={"batch2": (2, 3, 4, 2)}, chain=False),
+                 Layer("Flatten-batch-too", lambda rng, n: hb.Flatten(0, -2), inputs={"batch2": (2, 3, 4, 2)},
+                       chain=False)],
+    hb.BatchNorm2d: [
+        Layer("BatchNorm2d", lambda rng, n: _random_affine(hb.BatchNorm2d(3), rng), inputs={"batch2": (2, 3, 4, 5)},
+              chain=False),
+        Layer("BatchNorm2d-eval", _trained_batchnorm2d, inputs={"batch2": (2, 3, 4, 5)}, chain=False),
+        Layer("BatchNorm2d-plain", lambda rng, n: hb.BatchNorm2d(3, affine=False, track_running_stats=False),
+              inputs={"batch3": (3, 3, 2, 2)}, chain=False),
+        Layer("BatchNorm2d-momentum-None", lambda rng, n: _random_affine(hb.BatchNorm2d(2, momentum=None), rng),
+              inputs={"batch3": (3, 2, 3, 3)}, chain=False),
+    ],
+    hb.GroupNorm: [
+        Layer("GroupNorm-one-group", lambda rng, n: _random_affine(hb.GroupNorm(1, n), rng), inputs=BATCHED),
+        Layer("GroupNorm", lambda rng, n: _random_affine(hb.GroupNorm(2, 4), rng), inputs={"batch2": (2, 4, 3, 3)},
+              chain=False),
+        Layer("GroupNorm-nobias-1d", lambda rng, n: _random_affine(hb.GroupNorm(1, 3, bias=False), rng),
+              inputs={"batch3": (3, 3, 5)}, chain=False, twin=False),      # torch's GroupNorm always has a bias
+        Layer("GroupNorm-per-channel", lambda rng, n: hb.GroupNorm(3, 3, affine=False), inputs={"batch4": (4, 3, 5)},
+              chain=False),
+    ],
+    hb.Dropout2d: [
+        Layer("Dropout2d", lambda rng, n: hb.Dropout2d(0.4, rng=_seed(rng)), inputs=_images((2, 3, 4, 4)), chain=False),
+        Layer("Dropout2d-eval", lambda rng, n: hb.Dropout2d(0.5, rng=_seed(rng)).eval(), inputs=_images((2, 3, 4, 4)),
+              chain=False),
+    ],
 }
 
 
@@ -161,6 +261,24 @@ LOSSES = {
              lambda F, p, t: F.binary_cross_entropy_with_logits(p, t)),
         Loss("BCEWithLogitsLoss-sum", lambda: hb.BCEWithLogitsLoss(reduction="sum"), unit_target,
              lambda F, p, t: F.binary_cross_entropy_with_logits(p, t, reduction="sum"))],
+    hb.NLLLoss: [
+        Loss("NLLLoss", hb.NLLLoss, index_target, lambda F, p, t: F.nll_loss(p, t)),
+        Loss("NLLLoss-weighted-sum", lambda: hb.NLLLoss(weight=[0.5, 2.0, 1.5], reduction="sum"), index_target,
+             lambda F, p, t: F.nll_loss(p, t, weight=p.new_tensor([0.5, 2.0, 1.5]), reduction="sum"))],
+    hb.L1Loss: [Loss("L1Loss", hb.L1Loss, real_target, lambda F, p, t: F.l1_loss(p, t)),
+                Loss("L1Loss-sum", lambda: hb.L1Loss("sum"), real_target,
+                     lambda F, p, t: F.l1_loss(p, t, reduction="sum"))],
+    hb.HuberLoss: [Loss("HuberLoss", lambda: hb.HuberLoss(delta=0.7), real_target,
+                        lambda F, p, t: F.huber_loss(p, t, delta=0.7))],
+    hb.SmoothL1Loss: [Loss("SmoothL1Loss", lambda: hb.SmoothL1Loss(beta=0.5), real_target,
+                           lambda F, p, t: F.smooth_l1_loss(p, t, beta=0.5)),
+                      Loss("SmoothL1Loss-beta0-sum", lambda: hb.SmoothL1Loss("sum", beta=0.0), real_target,
+                           lambda F, p, t: F.smooth_l1_loss(p, t, reduction="sum", beta=0.0))],
+    hb.MultiMarginLoss: [
+        Loss("MultiMarginLoss", hb.MultiMarginLoss, index_target, lambda F, p, t: F.multi_margin_loss(p, t)),
+        Loss("MultiMarginLoss-p2-weighted", lambda: hb.MultiMarginLoss(p=2, margin=0.7, weight=[1.0, 2.0, 0.5]),
+             index_target, lambda F, p, t: F.multi_margin_loss(p, t, p=2, margin=0.7,
+                                                                weight=p.new_tensor([1.0, 2.0, 0.5])))],
 }
 
 
@@ -212,6 +330,39 @@ def _at_shape(ex):
 # from one seed, so two layers built alike are alike (Dropout's masks included)
 CHAIN_LAYERS = {ex.name: _at_shape(ex) for ex in layer_examples()
                 if not isinstance(ex, Missing) and ex.chain and not is_container(ex.build(np.random.default_rng(0), 3))}
+
+
+def _batched_input(ex):
+    return next(shape for key, shape in ex.inputs.items() if key != "unbatched")
+
+
+def _keeps_shape(ex):
+    shape = _batched_input(ex)
+    return ex.build(np.random.default_rng(0), FEATURES).forward(np.random.default_rng(1).normal(size=shape)).shape \
+        == shape
+
+
+# every example with input shapes of its own (an image layer) whose output has its input's shape,
+# at its first batched input: the all-or-nothing and in-place tests take them beside CHAIN_LAYERS
+IMAGE_LAYERS = {ex.name: (lambda ex=ex: ex.build(np.random.default_rng(0), FEATURES)) for ex in layer_examples()
+                if not isinstance(ex, Missing) and not ex.chain and _keeps_shape(ex)}
+_IMAGE_SHAPES = {ex.name: _batched_input(ex) for ex in layer_examples() if ex.__class__ is Layer and ex.name in IMAGE_LAYERS}
+
+
+def shape_of(name):
+    """The input (and output) shape the all-or-nothing and in-place tests give the layer ``name``."""
+    return _IMAGE_SHAPES.get(name, SHAPE)
+
+
+def prefix_for(name, rng):
+    """A layer with weights to put before the layer ``name``, keeping its input's shape: a Linear
+    for SHAPE, a 1 × 1 convolution over the channels of an image."""
+    shape = shape_of(name)
+    if len(shape) == 2:
+        return hb.Linear(shape[1], shape[1], rng=rng)
+    return (hb.Conv1d if len(shape) == 3 else hb.Conv2d)(shape[1], shape[1], 1, rng=rng)
+
+
 # the first example of each loss class, by the class's name
 FIRST_LOSSES = {cls.__name__: LOSSES[cls][0].build for cls in loss_classes().values() if cls in LOSSES}
 

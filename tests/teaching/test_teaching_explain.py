@@ -170,7 +170,23 @@ LAYERS = {    # class name -> (module, input shape, loss)
     "MSELoss": (hb.Identity, (5, 4), hb.MSELoss()), "MeanSquaredError": (hb.Identity, (5, 4), hb.MeanSquaredError()),
     "CrossEntropyLoss": (hb.Identity, (5, 4), hb.CrossEntropyLoss()),
     "BCEWithLogitsLoss": (hb.Identity, (5, 4), hb.BCEWithLogitsLoss()),
+    # the convolutional layers on images (N, C, H, W) or signals (N, C, L); a layer without
+    # parameters after a 1 × 1 convolution, so that the step has something to update
+    "Conv2d": (lambda: hb.Conv2d(3, 2, 3, padding=1), (2, 3, 5, 6), hb.MSELoss()),
+    "Conv1d": (lambda: hb.Conv1d(3, 2, 3, stride=2), (2, 3, 7), hb.MSELoss()),
+    "MaxPool2d": (lambda: hb.Sequential(hb.Conv2d(3, 3, 1), hb.MaxPool2d(2)), (2, 3, 4, 6), hb.MSELoss()),
+    "MaxPool1d": (lambda: hb.Sequential(hb.Conv1d(3, 3, 1), hb.MaxPool1d(2)), (2, 3, 6), hb.MSELoss()),
+    "AvgPool2d": (lambda: hb.Sequential(hb.Conv2d(3, 3, 1), hb.AvgPool2d(2)), (2, 3, 4, 6), hb.MSELoss()),
+    "AdaptiveAvgPool2d": (lambda: hb.Sequential(hb.Conv2d(3, 3, 1), hb.AdaptiveAvgPool2d(2)), (2, 3, 5, 5),
+                          hb.MSELoss()),
+    "BatchNorm2d": (lambda: hb.BatchNorm2d(3), (2, 3, 4, 4), hb.MSELoss()),
+    "GroupNorm": (lambda: hb.GroupNorm(1, 3), (2, 3, 4, 4), hb.MSELoss()),
+    "Dropout2d": (lambda: hb.Sequential(hb.Conv2d(3, 3, 1), hb.Dropout2d(0.5, rng=1)), (2, 3, 4, 4), hb.MSELoss()),
+    "NLLLoss": (hb.Identity, (5, 4), hb.NLLLoss()), "MultiMarginLoss": (hb.Identity, (5, 4), hb.MultiMarginLoss()),
+    "L1Loss": (hb.Identity, (5, 4), hb.L1Loss()), "HuberLoss": (hb.Identity, (5, 4), hb.HuberLoss(delta=0.5)),
+    "SmoothL1Loss": (hb.Identity, (5, 4), hb.SmoothL1Loss(beta=0.5)),
 }
+CLASS_INDEX_LOSSES = (hb.CrossEntropyLoss, hb.NLLLoss, hb.MultiMarginLoss)
 
 
 def public_classes():
@@ -205,7 +221,7 @@ def test_explain_runs_on_every_layer_and_matches_torch(name, rng):
         model = make()
     x = rng.normal(size=shape)
     out = model(x)
-    y = (rng.integers(0, out.shape[-1], out.shape[0]) if isinstance(loss, hb.CrossEntropyLoss)
+    y = (rng.integers(0, out.shape[-1], out.shape[0]) if isinstance(loss, CLASS_INDEX_LOSSES)
          else rng.uniform(size=out.shape) if isinstance(loss, hb.BCEWithLogitsLoss) else rng.normal(size=out.shape))
     e = cc.explain(model, loss, x, y)
     assert e.all_match is True, str(e)
