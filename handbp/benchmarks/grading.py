@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-rounds", type=int, default=1, help="interleaved rounds of the batches (default 1)")
     parser.add_argument("--ceiling-rounds", type=int, default=3,
                         help="rounds of the machine's ceiling for two processes, before and after the batches "
-                             "(default 3)")
+                             "(default 3; 0: not measured)")
     parser.add_argument("--startup-repeats", type=int, default=30,
                         help="interleaved rounds of the start-up comparison (default 30)")
     parser.add_argument("--skip", action="append", default=[], choices=("serial", "batch", "startup"),
@@ -91,7 +91,7 @@ def batch(course, copies, jobs, rounds, out, ceiling_rounds=3):
     for i in range(copies):
         shutil.copytree(os.path.join(course, "submissions", subs[i % len(subs)]), os.path.join(folder, f"s{i:03d}"))
     from .lockstep import machine_ceiling
-    ceiling_before = machine_ceiling(ceiling_rounds)[0]
+    ceiling_before = machine_ceiling(ceiling_rounds)[0] if ceiling_rounds else None
     figures = {1: [], jobs: []}
     for _ in range(rounds):
         for n in (1, jobs):
@@ -101,7 +101,7 @@ def batch(course, copies, jobs, rounds, out, ceiling_rounds=3):
             if code != 0:
                 raise RuntimeError(f"handbp grade run -j {n} failed with status {code}")
             figures[n].append(wall)
-    ceiling_after = machine_ceiling(ceiling_rounds)[0]
+    ceiling_after = machine_ceiling(ceiling_rounds)[0] if ceiling_rounds else None
     one, many = statistics.median(figures[1]), statistics.median(figures[jobs])
     return {"copies": copies, "submissions": subs, "jobs": jobs, "seconds_1": figures[1],
             f"seconds_{jobs}": figures[jobs],
@@ -158,9 +158,11 @@ def versions():
 
 
 def run(args):
-    for name in ("repeats", "copies", "jobs", "batch_rounds", "ceiling_rounds", "startup_repeats"):
+    for name in ("repeats", "copies", "jobs", "batch_rounds", "startup_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected an integer ≥ 1, got {getattr(args, name)}")
+    if args.ceiling_rounds < 0:
+        raise ValueError(f"--ceiling-rounds: expected an integer ≥ 0, got {args.ceiling_rounds}")
     course = os.path.abspath(args.course)
     names = [n for n in args.serial_submissions.split(",") if n]
     for sub in ("tests", "submissions"):
@@ -193,8 +195,9 @@ def run(args):
             print(f"  {args.jobs} at a time:  {statistics.median(b[f'seconds_{args.jobs}']):6.1f} s  "
                   f"({b[f'per_submission_{args.jobs}']:.3f} s each)")
             print(f"  throughput ratio: {b['ratio']:.2f}× (goal ≥ 1.8× with 2 at a time on 2 cpus)")
-            print(f"  the machine's own ceiling for two processes (a CPU-bound loop alone against two at once): "
-                  f"{b['ceiling'][0]:.2f}× before, {b['ceiling'][1]:.2f}× after")
+            if args.ceiling_rounds:
+                print(f"  the machine's own ceiling for two processes (a CPU-bound loop alone against two at once): "
+                      f"{b['ceiling'][0]:.2f}× before, {b['ceiling'][1]:.2f}× after")
         if "startup" not in args.skip:
             figures["startup"] = s = startup(args.startup_repeats, out)
             print(f"\nan unrelated project's pytest --co (2 tests), median of {args.startup_repeats} interleaved "

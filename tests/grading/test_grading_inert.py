@@ -33,7 +33,10 @@ def pytest_unconfigure(config):
             if module.startswith("crosscheck.grading"):
                 hooks.setdefault(config.pluginmanager.get_name(impl.plugin), []).append(name)
     loaded = [m for m in sys.modules if m.split(".")[0] in ("numpy", "torch", "handbp", "crosscheck")]
-    where = os.environ.get("PYTEST_XDIST_WORKER", "controller" if config.getoption("dist", "no") != "no" else "serial")
+    if hasattr(config, "workerinput"):
+        where = config.workerinput["workerid"]
+    else:
+        where = "controller" if config.getoption("dist", "no") != "no" else "serial"
     with open(os.path.join(os.environ["RECORD_TO"], where + ".json"), "w") as f:
         json.dump({"modules": sorted(loaded), "hooks": {k: sorted(v) for k, v in hooks.items()}}, f)
 '''
@@ -41,6 +44,11 @@ def pytest_unconfigure(config):
 ENTRY = {"crosscheck-grading": ["pytest_addoption", "pytest_configure"]}     # options, the marker (and the fixture)
 WATCH = {"serial": ["pytest_collection_modifyitems"], "gw0": ["pytest_collection_modifyitems"],
          "gw1": ["pytest_collection_modifyitems"], "controller": ["pytest_runtest_logreport"]}
+
+
+def outer_env():
+    """This process's environment without what an xdist worker of this suite sets (its worker id)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
 
 
 def run_project(tmp_path, tests, *args):
@@ -51,7 +59,7 @@ def run_project(tmp_path, tests, *args):
     records = tmp_path / "records"
     records.mkdir()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", *FAST, *args], cwd=project, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "RECORD_TO": str(records)})
+                          text=True, timeout=300, env={**outer_env(), "RECORD_TO": str(records)})
     assert done.returncode == 0, done.stdout + done.stderr
     return {p.stem: json.loads(p.read_text()) for p in records.iterdir()}
 
