@@ -3,11 +3,12 @@
 (and crosscheck) only inside ``run``, so ``handbp --help`` works without them."""
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "train": ("handbp.commands.train", "train a network on a built-in task (spirals, xor, sine)"),
+    "train": ("handbp.commands.train", "train a network on a built-in task (handbp train --help lists them)"),
     "demo": ("handbp.commands.demo", "the seed notebook's experiment, cross-checked against torch"),
     "explain": ("handbp.commands.explain", "one training step's backward, module by module, beside torch's values"),
     "zoo": ("handbp.commands.zoo", "run the bug zoo: classic backprop bugs, each caught by crosscheck with its hint"),
@@ -41,9 +42,21 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:           # the reader went away (``handbp zoo | head``): stop quietly
+        _silence_stdout()
+        return 1
     except (ValueError, TypeError, FileNotFoundError) as e:   # bad input: one clear line, no traceback
         print(f"handbp {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout():
+    """Point stdout at devnull, so that Python's own flush at exit does not raise BrokenPipeError
+    again (the recipe of Python's ``signal`` documentation)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):     # a stdout without a file descriptor (captured)
+        pass
 
 
 if __name__ == "__main__":

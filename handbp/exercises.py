@@ -17,6 +17,7 @@ import numpy as np
 
 from . import optim
 from .activations import Tanh
+from .flatten import Flatten
 from .layers import Linear
 from .losses import MSELoss
 from .module import Sequential
@@ -241,6 +242,53 @@ class BatchNorm1d(hb.BatchNorm1d):
         #   dxⱼ = Σᵢ ĝᵢ ∂x̂ᵢ/∂xⱼ = (ĝⱼ − mean(ĝ) − x̂ⱼ · mean(____)) / σ'''},
 }
 
+CONV2D = {
+    "title": {"en": "the convolution's backward", "ko": "합성곱의 역전파"},
+    "code": '''
+
+class Conv2d(hb.Conv2d):
+    """y[n, o, h, w] = b[o] + Σ_(c, i, j) W[o, c, i, j] · xp[n, c, h + i, w + j]: torch's Conv2d
+    (a cross-correlation) with stride 1, no dilation, one group; xp is x with its zero padding.
+    x (N, C, H, W), W (O, C, kh, kw), y (N, O, Ho, Wo)."""
+
+    def forward(self, x):
+        ph, pw = self.padding
+        kh, kw = self.kernel_size
+        self.last_xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        # every kh × kw window of xp, as a view: windows[n, c, h, w, i, j] = xp[n, c, h + i, w + j]
+        self.last_windows = np.lib.stride_tricks.sliding_window_view(self.last_xp, (kh, kw), axis=(2, 3))
+        # {cache}
+        return np.einsum("nchwij,ocij->nohw", self.last_windows, self.weight.data) + self.bias.data[:, None, None]
+
+    def backward(self, dy):
+{comments}
+        {todo}
+''',
+    "cache": {"en": "cached: the padded input and its windows", "ko": "저장: 패딩한 입력과 그 창(window)들"},
+    "comments": {"en": '''        # dy = dL/dy, shape (N, O, Ho, Wo). ADD dW and db into self.weight and self.bias
+        # (accumulate) and return dL/dx, shape (N, C, H, W). y[n, o, h, w] depends on W[o, c, i, j]
+        # through the one product W[o, c, i, j] · xp[n, c, h + i, w + j], so:
+        #
+        #   dW[o, c, i, j] = Σ_(n, h, w) dy[n, o, h, w] · ____          (an einsum with the windows)
+        #   db[o] = Σ_(n, h, w) ____
+        #   xp[n, c, h + i, w + j] reaches y[n, o, h, w] for every o and every tap (i, j), so for
+        #   each tap:  dxp[n, c, h + i, w + j] += Σ_o W[o, c, i, j] · ____
+        #   (added for every (i, j): the kernel read it flipped, as seen from x; this is the "full"
+        #   convolution of dy with the flipped kernel)
+        #   dx = dxp without its ____''',
+                     "ko": '''        # dy = dL/dy, 모양 (N, O, Ho, Wo). dW와 db를 self.weight와 self.bias에 더하고(accumulate)
+        # dL/dx(모양 (N, C, H, W))를 돌려주세요. y[n, o, h, w]는 W[o, c, i, j]에 곱
+        # W[o, c, i, j] · xp[n, c, h + i, w + j] 하나로만 의존하므로:
+        #
+        #   dW[o, c, i, j] = Σ_(n, h, w) dy[n, o, h, w] · ____          (창들과의 einsum)
+        #   db[o] = Σ_(n, h, w) ____
+        #   xp[n, c, h + i, w + j]는 모든 o와 모든 탭 (i, j)에서 y[n, o, h, w]에 닿으므로, 탭마다:
+        #   dxp[n, c, h + i, w + j] += Σ_o W[o, c, i, j] · ____
+        #   (모든 (i, j)에 대해 더함: x에서 보면 커널을 뒤집어 읽은 것, 곧 dy와 뒤집은 커널의
+        #   "full" 합성곱)
+        #   dx = dxp에서 ____을 뗀 것'''},
+}
+
 
 def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
     return [(rng.normal(size=(batch, n_in)),
@@ -249,6 +297,12 @@ def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
 
 def _run(model, loss, rng, n_in, n_out, classes=False):
     return model, loss, optim.SGD(model.parameters(), lr=0.1), _batches(rng, n_in, n_out, classes=classes)
+
+
+def _images(model, rng, steps=3, batch=4):
+    """The run of an exercise on images: batches of 2-channel 5 × 4 images, 2 targets each."""
+    data = [(rng.normal(size=(batch, 2, 5, 4)), rng.normal(size=(batch, 2))) for _ in range(steps)]
+    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
 
 
 def _skeleton(spec, name, cls):
@@ -274,6 +328,8 @@ LAYERS = [
         Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 3, rng=rng)), cls(), rng, 3, 3, classes=True)),
     _exercise("batchnorm1d", BATCHNORM, "BatchNorm1d", lambda cls, rng: _run(
         Sequential(Linear(3, 4, rng=rng), cls(4), Tanh(), Linear(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
+    _exercise("conv2d", CONV2D, "Conv2d", lambda cls, rng: _images(
+        Sequential(cls(2, 3, 3, padding=1, rng=rng), Tanh(), Flatten(), Linear(3 * 5 * 4, 2, rng=rng)), rng)),
 ]
 
 

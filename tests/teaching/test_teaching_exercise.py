@@ -22,6 +22,15 @@ SOLUTIONS = {
     "batchnorm1d": "xhat = self.last_xhat\nself.weight.accumulate((dy * xhat).sum(axis=0))\n"
                    "self.bias.accumulate(dy.sum(axis=0))\ng = dy * self.weight.data\n"
                    "return (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0)) * self.last_inv_std",
+    "conv2d": "W = self.weight.data\n"
+              "self.weight.accumulate(np.einsum('nohw,nchwij->ocij', dy, self.last_windows))\n"
+              "self.bias.accumulate(dy.sum(axis=(0, 2, 3)))\n"
+              "dxp = np.zeros_like(self.last_xp)\nHo, Wo = dy.shape[2:]\n"
+              "for i in range(W.shape[2]):\n"
+              "    for j in range(W.shape[3]):\n"
+              "        dxp[:, :, i:i + Ho, j:j + Wo] += np.einsum('nohw,oc->nchw', dy, W[:, :, i, j])\n"
+              "ph, pw = self.padding\n"
+              "return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]",
 }
 # exercise -> (a planted mistake, the hint check must give for it)
 MISTAKES = {
@@ -32,6 +41,10 @@ MISTAKES = {
     "softmax-cross-entropy": [(SOLUTIONS["softmax-cross-entropy"].replace(" / len(self.last_y)", ""), "factor")],
     "batchnorm1d": [(SOLUTIONS["batchnorm1d"].replace("(g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))", "g"),
                      "local_derivative")],
+    "conv2d": [(SOLUTIONS["conv2d"].replace("self.last_windows))", "self.last_windows)[:, :, ::-1, ::-1])"),
+                "flipped_kernel"),
+               (SOLUTIONS["conv2d"].replace("return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]",
+                                            "return dxp"), "padding")],
 }
 
 
