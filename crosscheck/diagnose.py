@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 
 HINTS = ("transpose", "shape", "missing", "nonfinite", "accumulated", "reset", "never_updated", "weight_decay",
-         "zero", "sign", "factor", "local_derivative", "forward", "param_grad")
+         "zero", "sign", "factor", "local_derivative", "forward", "param_grad", "through_time")
 HINTS += ("padding", "flipped_kernel", "unrouted", "stride")          # the convolutional layers' bugs
 
 
@@ -123,7 +123,7 @@ def _square_transpose(a, b, what):
 def _zero(check, a, b, what):
     if a.any() or not b.any():
         return None
-    if check.quantity == "grad_input":
+    if check.quantity.split(".")[0] == "grad_input":
         return "zero", ("handbp's module returns an all-zero input gradient where torch's is not: the modules "
                         "below it receive nothing (a dropped or overwritten return value)"), None
     if check.quantity in ("grad", "grad_pred"):
@@ -154,6 +154,27 @@ def _factor(a, b, what, context, ratio_tol):
         inv = _fraction_text(1 / abs(k))[0] or f"{1 / abs(k):.6g}"
         cause = f"a missing factor of {sign}{inv}{named} (or an extra division)"
     return "factor", f"handbp = {shown} × torch{of}, everywhere: {cause}", k
+
+
+def _through_time(check, a, b, context):
+    """A recurrent layer's input gradient right at the last steps of the sequence and wrong at every
+    step before them: the gradient carried back from step t + 1 to step t is lost on the way. The
+    time axis is the first (time-major, or one sequence) or the second (batch_first)."""
+    if check.quantity.split(".")[0] != "grad_input" or a.ndim < 2:
+        return None
+    rel = 1e-6 if np.asarray(check.a).dtype == np.float64 else 1e-3
+    for axis in range(min(a.ndim - 1, 2)):
+        n = a.shape[axis]
+        if n < 3:
+            continue
+        A, B = (np.moveaxis(v, axis, 0).reshape(n, -1) for v in (a, b))
+        close = np.all(np.abs(A - B) <= rel * np.abs(B).max(axis=1, keepdims=True), axis=1)
+        k = n - int(np.flatnonzero(~close)[-1]) - 1 if not close.all() else n
+        if 0 < k < n and not close[:n - k].any():
+            return "through_time", (f"handbp's input gradient matches torch's at the last {k} of {n} steps (axis "
+                                    f"{axis}) and at none before them: what is carried back through time (dh, and "
+                                    "dc in an LSTM, from step t + 1 to step t) is dropped, cut short or wrong"), None
+    return None
 
 
 # -- the convolutional layers' patterns ---------------------------------------------------
@@ -266,7 +287,8 @@ def diagnose(check, context=None, ratio_tol=1e-6):
         if found:
             return found
         a, b, what = a - before, b - before, "the update"
-    found = _zero(check, a, b, what) or _square_transpose(a, b, what) or _factor(a, b, what, context, ratio_tol)
+    found = (_zero(check, a, b, what) or _square_transpose(a, b, what) or _factor(a, b, what, context, ratio_tol)
+             or _through_time(check, a, b, context))
     if found:
         return found
     for pattern in (_flipped_kernel, _unrouted, _stride):
@@ -274,7 +296,8 @@ def diagnose(check, context=None, ratio_tol=1e-6):
         if found:
             return found
     # no pattern in the values; but the checks run in causal order, so everything upstream matched
-    if check.quantity in _IN_CAUSAL_ORDER:
-        hint, text = _IN_CAUSAL_ORDER[check.quantity]
+    kind = check.quantity.split(".")[0]       # (output.h_n is an output, grad_input.h_0 an input gradient)
+    if kind in _IN_CAUSAL_ORDER:
+        hint, text = _IN_CAUSAL_ORDER[kind]
         return hint, text, None
     return None, "no simple pattern (not a constant factor, sign flip, transpose, zero or NaN)", None

@@ -14,6 +14,7 @@ import numpy as np
 import handbp as hb
 from handbp.explain import Reference, check_arguments
 from handbp.recording import Recorder
+from handbp.structure import flatten
 
 from ._torch import require_torch, threads_taking_turns
 from .diagnose import diagnose
@@ -37,16 +38,27 @@ def _keys(plan):
     return keys
 
 
+def _part_key(plan, label, quantity):
+    """explain's key of a quantity ``_keys`` does not list: an optimizer's state entry, or one array
+    of a leaf's tuple output or input gradient (``output.h_n`` → ``output:<path>.h_n``, as
+    ``handbp.explain.parts`` names them)."""
+    if quantity.startswith("state."):
+        return f"state:{plan.param_of[label]}.{quantity[len('state.'):]}"
+    base, _, name = quantity.partition(".")
+    return f"{base}:{plan.paths[plan.leaf_index[label]]}.{name}"
+
+
 def _grad_fns(twin, paths, x, y):
     """The name of the autograd node behind each leaf's output and the loss (torch's ``grad_fn``:
     the backward torch runs for that module)."""
     torch = twin.torch
     names = {}
     with torch.enable_grad():
-        h = twin._tensor(x).requires_grad_(True)
+        h = twin._inputs(x)
         for path, m in zip(paths, twin.leaves):
             h = m(h)
-            names[f"grad_input:{path}"] = type(h.grad_fn).__name__ if h.grad_fn is not None else None
+            first = flatten(h)[0]      # (a tuple: several outputs; the first is the output proper)
+            names[f"grad_input:{path}"] = type(first.grad_fn).__name__ if first.grad_fn is not None else None
         value = twin.loss(h, twin._target(y))
         names["grad_pred"] = type(value.grad_fn).__name__ if value.grad_fn is not None else None
     return {k: v for k, v in names.items() if v}
@@ -91,14 +103,12 @@ def reference(model, loss, optimizer, x, y, *, lang="en"):
     keys = _keys(plan)
     values, verdicts, notes = {}, {}, {}
     for (label, quantity), _mine, theirs, _ref in rows:
-        key = keys.get((label, quantity))
-        if key is None and quantity.startswith("state."):
-            key = f"state:{plan.param_of[label]}.{quantity[len('state.'):]}"
+        key = keys.get((label, quantity)) or _part_key(plan, label, quantity)
         values[key] = None if theirs is None else np.array(theirs, copy=True)
         verdicts[key] = True
     context = _context(x, side.out)
     for c in failing:
-        key = keys.get((c.name, c.quantity)) or f"state:{plan.param_of[c.name]}.{c.quantity[len('state.'):]}"
+        key = keys.get((c.name, c.quantity)) or _part_key(plan, c.name, c.quantity)
         verdicts[key] = False
         notes[key] = note(c, context, ratio_tol, lang)
     labels = _grad_fns(twins.twin, plan.paths, x, y)

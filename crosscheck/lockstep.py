@@ -39,6 +39,7 @@ import numpy as np
 import handbp as hb
 from handbp.errors import describe
 from handbp.recording import Recorder, leaves
+from handbp.structure import flatten, flatten_like, map_structure, names
 
 from ._torch import require_torch, threads_taking_turns
 from .compare import Check, Layout, evaluate_arrays, max_rel
@@ -144,7 +145,7 @@ def _pair(item, step):
         x, y = item
     except (TypeError, ValueError):
         raise TypeError(f"lockstep: data: item {step}: expected an (x, y) pair, got {describe(item)}") from None
-    return np.asarray(x), y
+    return (np.asarray(x) if type(x) is not tuple else map_structure(np.asarray, x)), y
 
 
 # -- what stays the same through a run -----------------------------------------------------
@@ -164,7 +165,7 @@ class Plan:
         self.label = {n: f"{n} ({type(owner[id(p)]).__name__})" for n, p in self.params}
         self.param_of = {lab: n for n, lab in self.label.items()}
         self.buffers = [(f"{path}.{b}" if path else b, (m, b)) for path, m in model.named_modules() for b in m._buffers]
-        leaf_labels = [f"{path or 'model'} ({type(m).__name__})" for path, m in self.leaf_list]
+        leaf_labels = self.leaf_labels = [f"{path or 'model'} ({type(m).__name__})" for path, m in self.leaf_list]
         self.leaf_index = {lab: i for i, lab in enumerate(leaf_labels)}
         for n, _ in self.params:            # a parameter's label -> the index of the leaf that owns it
             i = max((i for i, p in enumerate(self.paths) if p == "" or n.startswith(p + ".")),
@@ -178,7 +179,7 @@ class Plan:
         self.param_keys = {n: (self.label[n], "param") for n, _ in self.params}
         loss_label = f"loss ({type(loss).__name__})"
         self.loss_key, self.dpred_key = (loss_label, "loss"), (loss_label, "grad_pred")
-        self._state_keys, self.layouts, self.layout = {}, {}, None
+        self._state_keys, self._part_keys, self.layouts, self.layout = {}, {}, {}, None
         self.opt_layout = None
         self.follow(optimizer)
 
@@ -202,6 +203,24 @@ class Plan:
             k = self._state_keys[(name, key)] = (self.label[name], f"state.{key}")
         return k
 
+    def part_keys(self, i, base, tree):
+        """The keys of the arrays of a tuple that leaf ``i`` returned (``base`` "output") or got the
+        gradients of (``base`` "grad_input"): the first array is ``base`` itself, each other
+        ``base.name``, named by the module (``output.h_n``, ``grad_input.h_0``), or for a gradient
+        by the module before it, else by position. (Named under the kind "output" or "grad_input",
+        so the tolerance rule and the diagnosis treat them as such.)"""
+        m = self.modules[i]
+        declared = getattr(m, "output_names" if base == "output" else "input_names", None)
+        if declared is None and base == "grad_input" and i > 0:
+            declared = getattr(self.modules[i - 1], "output_names", None)
+        parts = tuple(names(tree, declared))
+        keys = self._part_keys.get((i, base, parts))
+        if keys is None:
+            label = self.leaf_labels[i]
+            keys = self._part_keys[(i, base, parts)] = [(label, base if k == 0 else f"{base}.{n}")
+                                                        for k, n in enumerate(parts)]
+        return keys
+
     def layout_for(self, keys):
         """The ``Layout`` of this list of keys (they repeat step after step: compared by identity)."""
         if self.layout is None or keys != self.layout.keys:
@@ -220,13 +239,13 @@ class Side:
     exception part-way is held back: what was computed before it is still compared, as a wrong
     shape often makes a later phase fail, and the Divergence explains why."""
 
-    __slots__ = ("out", "value", "dpred", "grads", "reached", "error", "outputs", "grad_inputs", "paths")
+    __slots__ = ("out", "value", "dpred", "grads", "reached", "error", "outputs", "grad_inputs", "paths", "x")
 
     @classmethod
     def run(cls, model, loss, optimizer, x, y, rec, plan):
         side = cls()
         side.out = side.value = side.dpred = side.grads = side.error = None
-        side.reached, side.paths = 0, plan.paths
+        side.reached, side.paths, side.x = 0, plan.paths, x
         side.outputs, side.grad_inputs = rec.outputs, rec.grad_inputs
         rec.outputs.clear()
         rec.grad_inputs.clear()
@@ -344,7 +363,13 @@ def gather(plan, side, tw, rf, twins, optimizer):
     add, ref = rows.append, twins.ref
     for i, path in enumerate(plan.paths):
         if path in side.outputs:
-            add((plan.out_keys[i], side.outputs[path], tw["outputs"][i], rf and rf["outputs"][i]))
+            mine = side.outputs[path]
+            if type(mine) is np.ndarray:
+                add((plan.out_keys[i], mine, tw["outputs"][i], rf and rf["outputs"][i]))
+            else:                  # several outputs: one quantity per array
+                theirs = tw["outputs"][i]
+                _add_parts(rows, plan.part_keys(i, "output", mine), flatten(mine), flatten_like(theirs, mine),
+                           rf and flatten_like(rf["outputs"][i], mine))
     if side.reached >= 1:          # (buffers move in the forward: unless handbp finished it, nothing to compare)
         for b, (m, attr) in plan.buffers:
             add((plan.buf_keys[b], getattr(m, attr), twins.twin.views[b], rf and ref.views[b]))
@@ -353,7 +378,14 @@ def gather(plan, side, tw, rf, twins, optimizer):
         add((plan.dpred_key, side.dpred, tw["grad_pred"], rf and rf["grad_pred"]))
     for i in reversed(range(len(plan.paths))):
         if plan.paths[i] in side.grad_inputs:
-            add((plan.gin_keys[i], side.grad_inputs[plan.paths[i]], tw["grad_inputs"][i], rf and rf["grad_inputs"][i]))
+            mine, theirs = side.grad_inputs[plan.paths[i]], tw["grad_inputs"][i]
+            if type(theirs) is list:       # several inputs: one quantity per array
+                like = side.input_of(i, side.x)
+                _add_parts(rows, plan.part_keys(i, "grad_input", like), flatten_like(mine, like), theirs,
+                           rf and rf["grad_inputs"][i])
+            elif mine is not None or theirs is not None:     # (integer indices have no gradient on either side)
+                add((plan.gin_keys[i], mine if mine is None or type(mine) is np.ndarray else None, theirs,
+                     rf and rf["grad_inputs"][i]))
     if side.reached >= 2:
         for n, _ in plan.params:
             add((plan.grad_keys[n], side.grads[n], tw["grads"][n], rf and rf["grads"][n]))
@@ -362,6 +394,21 @@ def gather(plan, side, tw, rf, twins, optimizer):
         for n, p in plan.params:
             add((plan.param_keys[n], p.data, twins.twin.views[n], rf and ref.views[n]))
     return rows
+
+
+def _array_or_none(v):
+    """handbp's value as a row holds it: an array, or None for anything else (a tuple where torch
+    has one array: reported as missing)."""
+    return v if v is None or isinstance(v, np.ndarray) else None
+
+
+def _add_parts(rows, keys, mine, theirs, ref):
+    """One row per array of a tuple, skipping those that neither side has (a gradient that
+    reached no input: h_n unused, an initial state not given)."""
+    for k, key in enumerate(keys):
+        a, b = _array_or_none(mine[k]), theirs[k] if k < len(theirs) else None
+        if a is not None or b is not None:
+            rows.append((key, a, b, ref and ref[k]))
 
 
 def _state_rows(plan, optimizer, twins, with_ref):
@@ -418,6 +465,7 @@ def judge(plan, rows, tol, step, where):
 def _context(x, out):
     """Sizes a constant factor may come from, so the diagnosis can name them."""
     ctx = {}
+    x = flatten(x)[0]
     if np.ndim(x) >= 2:
         ctx["the batch size"] = int(np.shape(x)[0])
     if out is not None:

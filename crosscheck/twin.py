@@ -3,6 +3,8 @@ from handbp's state (``sync``), and its instrumented training step (``step``, or
 module by module on handbp's own inputs, for the float32 rule)."""
 import numpy as np
 
+from handbp.structure import flatten, flatten_like, map_structure
+
 from ._torch import require_torch, to_numpy
 from .mirror import load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
 
@@ -95,19 +97,41 @@ class Twin:
         load_optimizer_state(optimizer, self.optimizer, self.mapping)
 
     # -- the twin's own step
+    def _inputs(self, x):
+        """A module's input as tensors: float arrays as copies in the twin's dtype that require grad,
+        integer ones (indices) as int64, a tuple part by part."""
+        def one(a):
+            a = np.asarray(a)
+            if a.dtype.kind in "iub":
+                return self.torch.from_numpy(a.astype(np.int64))
+            return self._tensor(a).requires_grad_(True)
+        return one(x) if type(x) is not tuple else map_structure(one, x)
+
     def step(self, x, y, record=True):
         """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
         the gradient of every leaf's input and every parameter (``torch.autograd.grad``), the
         optimizer's zero_grad (its own parameters) and step. Returns NumPy values: ``outputs``,
-        ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name)."""
-        xt = self._tensor(x).requires_grad_(True)
-        h, ins = xt, [xt]
+        ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name). A leaf
+        whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
+        its input gradients as a list, one per array of its input (None where none reached it)."""
+        xt = self._inputs(x)
+        h, ins, structured = xt, [xt], type(xt) is tuple
         for m in self.leaves:
             h = m(h)
+            if type(h) is tuple:
+                # each array of a tuple as its own alias: the gradient autograd gives for it is then
+                # the one that reached it from the next leaf, as handbp's (h_n = o ⊙ tanh(c_n):
+                # c_n's own tensor would also collect what reached h_n)
+                h, structured = map_structure(lambda t: t.view_as(t), h), True
             ins.append(h)
         loss = self.loss(h, self._target(y))
-        gs = self.torch.autograd.grad(loss, ins + self.param_list, allow_unused=True)
-        k = len(ins)
+        if structured:
+            flat = [flatten(t) for t in ins]
+        else:                      # one tensor per leaf (the input's may be integer indices)
+            flat = [[t] for t in ins]
+        wanted = [t for ts in flat for t in ts if t is not None and t.requires_grad]
+        gs = self.torch.autograd.grad(loss, wanted + self.param_list, allow_unused=True)
+        k = len(wanted)
         for p, g, own in zip(self.param_list, gs[k:], self.owned):
             if own or p.grad is None:
                 p.grad = g
@@ -117,9 +141,17 @@ class Twin:
         if not record:
             return None
         # (gradients from autograd.grad do not require grad: .numpy() needs no detach)
-        return dict(outputs=[o.detach().numpy() for o in ins[1:]],
-                    grad_inputs=[None if g is None else g.numpy() for g in gs[:k - 1]],
-                    grad_pred=None if gs[k - 1] is None else gs[k - 1].numpy(), loss=loss.item(),
+        if structured:
+            found = {id(t): None if g is None else g.numpy() for t, g in zip(wanted, gs[:k])}
+            grads = [[found.get(id(t)) for t in ts] for ts in flat]
+            grad_inputs = [g if type(t) is tuple else g[0] for t, g in zip(ins[:-1], grads[:-1])]
+            outputs, grad_pred = [_numpy(o) for o in ins[1:]], grads[-1][0]
+        else:
+            grads = [None if g is None else g.numpy() for g in gs[:k]]
+            grads = [None] * (len(ins) - k) + grads        # (no gradient for integer inputs)
+            grad_inputs, grad_pred = grads[:-1], grads[-1]
+            outputs = [o.detach().numpy() for o in ins[1:]]
+        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(),
                     grads={n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()})
 
     def local_step(self, x, y, mine):
@@ -131,15 +163,19 @@ class Twin:
         self.optimizer.zero_grad()
         outputs, grad_inputs = [], []
         for i, m in enumerate(self.leaves):
-            xi = self._tensor(mine.input_of(i, x)).requires_grad_(True)
+            xi = self._inputs(mine.input_of(i, x))
             oi = m(xi)
-            outputs.append(to_numpy(oi))
+            outputs.append(_numpy(oi))
             dy = mine.upstream_of(i)
             if dy is None:
                 grad_inputs.append(None)
                 continue
-            vjp(oi, self._tensor(dy)).backward()
-            grad_inputs.append(to_numpy(xi.grad))
+            pairs = [(o, d) for o, d in zip(flatten(oi), flatten_like(dy, oi))
+                     if o is not None and d is not None and o.requires_grad]
+            if pairs:                   # (the scalar Σ o ⊙ d of each output: see vjp)
+                sum(vjp(o, self._tensor(d)) for o, d in pairs).backward()
+            g = [None if t is None or t.grad is None else to_numpy(t.grad) for t in flatten(xi)]
+            grad_inputs.append(g if type(xi) is tuple else g[0])
         pred = self._tensor(mine.out).requires_grad_(True)
         loss = self.loss(pred, self._target(y))
         loss.backward()
@@ -179,3 +215,8 @@ class Twin:
             with torch.no_grad():
                 for k, t in leaf.state_dict(keep_vars=True).items():
                     t.copy_(saved[k])
+
+
+def _numpy(t):
+    """A tensor, or a tuple of them, as NumPy values (detached views)."""
+    return to_numpy(t) if type(t) is not tuple else map_structure(to_numpy, t)

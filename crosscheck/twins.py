@@ -212,6 +212,114 @@ register_optimizer(hb.optim.RMSprop, _same_groups(torch.optim.RMSprop))
 register_optimizer(hb.optim.Adagrad, _same_groups(torch.optim.Adagrad))
 
 
+# -- recurrent networks: several inputs and outputs -------------------------------------------------
+class SelectOutput(nn.Module):
+    """``output[index]``: the small module torch users write to put an LSTM in an nn.Sequential."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+    def extra_repr(self):
+        return f"index={self.index}"
+
+
+class _PackedArguments:
+    """torch's recurrent module, also callable with its arguments packed into one tuple, as a
+    handbp Sequential passes ``(x, hx)`` on. Its forward is torch's own."""
+
+    def forward(self, input, hx=None):
+        if isinstance(input, tuple) and hx is None:
+            input, hx = input
+        return super().forward(input, hx)
+
+
+class _MaskedLayers:
+    """torch's RNN, LSTM or GRU, whose dropout between layers uses the masks its handbp twin just
+    drew (``last_masks``): in training with dropout, layer by layer through torch's own kernel
+    (``torch._VF``, one layer at a time), each layer's output times handbp's mask / (1 − p); else
+    torch's forward unchanged."""
+
+    def forward(self, input, hx=None):
+        if isinstance(input, tuple) and hx is None:
+            input, hx = input
+        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+            return super().forward(input, hx)
+        return self._layer_by_layer(input, hx)
+
+    def _layer_by_layer(self, x, hx):
+        masks = self._crosscheck_source.last_masks
+        lstm = isinstance(self, nn.LSTM)
+        batched = x.dim() == 3
+        if not batched:
+            x = x.unsqueeze(1)
+            hx = None if hx is None else (tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1))
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        D = 2 if self.bidirectional else 1
+        if hx is None:
+            zeros = torch.zeros(self.num_layers * D, x.shape[1], self.hidden_size, dtype=x.dtype)
+            hx = (zeros, zeros) if lstm else zeros
+        run = {"LSTM": torch._VF.lstm, "GRU": torch._VF.gru, "RNN_TANH": torch._VF.rnn_tanh,
+               "RNN_RELU": torch._VF.rnn_relu}[self.mode]
+        finals = []
+        for layer in range(self.num_layers):
+            names = sum(self._all_weights[layer * D:(layer + 1) * D], [])
+            weights = [getattr(self, n) for n in names]
+            part = slice(layer * D, (layer + 1) * D)
+            state = (hx[0][part], hx[1][part]) if lstm else hx[part]
+            out = run(x, state, weights, self.bias, 1, 0.0, self.training, self.bidirectional, False)
+            x, finals = out[0], finals + [out[1:]]
+            mask = masks[layer]
+            if mask is not None:
+                x = x * (torch.from_numpy(mask[0]).to(x.dtype) * mask[1])
+        hidden = tuple(torch.cat([f[j] for f in finals]) for j in range(len(finals[0])))
+        if not batched:
+            x, hidden = x.squeeze(1), tuple(h.squeeze(1) for h in hidden)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        return x, (hidden if lstm else hidden[0])
+
+
+def _recurrent_twin(torch_class):
+    twin_class = type(torch_class.__name__, (_MaskedLayers, torch_class), {
+        "__doc__": f"torch.nn.{torch_class.__name__}, callable with (x, hx) packed, with handbp's dropout masks"})
+
+    def build(m, child):
+        kwargs = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first, dropout=m.dropout,
+                      bidirectional=m.bidirectional, dtype=torch_dtype(m.dtype))
+        if torch_class is nn.RNN:
+            kwargs["nonlinearity"] = m.nonlinearity
+        twin = twin_class(m.input_size, m.hidden_size, **kwargs)
+        twin._crosscheck_source = m
+        return twin
+    return build
+
+
+def _cell_twin(torch_class):
+    twin_class = type(torch_class.__name__, (_PackedArguments, torch_class), {
+        "__doc__": f"torch.nn.{torch_class.__name__}, callable with (x, hx) packed"})
+
+    def build(m, child):
+        extra = {"nonlinearity": m.nonlinearity} if torch_class is nn.RNNCell else {}
+        return twin_class(m.input_size, m.hidden_size, bias=m.bias, dtype=torch_dtype(m.dtype), **extra)
+    return build
+
+
+register(hb.Embedding, lambda m, child: nn.Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx,
+                                                     dtype=torch_dtype(m.dtype)))
+register(hb.SelectOutput, lambda m, child: SelectOutput(m.index))
+register(hb.RNN, _recurrent_twin(nn.RNN))
+register(hb.LSTM, _recurrent_twin(nn.LSTM))
+register(hb.GRU, _recurrent_twin(nn.GRU))
+register(hb.RNNCell, _cell_twin(nn.RNNCell))
+register(hb.LSTMCell, _cell_twin(nn.LSTMCell))
+register(hb.GRUCell, _cell_twin(nn.GRUCell))
+
+
 # -- convolutional networks -------------------------------------------------------------------
 def group_norm_terms(m, x, dy, params, what):
     """GroupNorm normalises each sample's group of channels, x viewed as (N, G, C/G · spatial):

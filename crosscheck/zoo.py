@@ -49,6 +49,12 @@ EXPECTED = {
     "conv-padding-kept-in-input-grad": Expect("0 (Conv2dPaddingKept) grad_input", "padding"),
     "conv-stride-ignored-in-input-grad": Expect("0 (Conv2dStrideIgnored) grad_input", "stride"),
     "maxpool-grad-to-every-element": Expect("2 (MaxPool2dGradToEveryElement) grad_input", "unrouted"),
+    # handbp.zoo_rnn
+    "rnn-dh-not-carried-back": Expect("0 (LSTMGradNotCarried) grad_input", "through_time"),
+    "rnn-truncated-bptt": Expect("0 (LSTMTruncatedBPTT) grad_input", "through_time"),
+    "rnn-output-gate-without-tanh-c": Expect("0 (LSTMOutputGateWithoutTanhC) grad_input", "local_derivative"),
+    "rnn-gates-swapped": Expect("0 (LSTMGatesSwapped) output", "forward"),
+    "rnn-reverse-direction-not-reversed": Expect("0 (GRUReverseNotReversed) output", "forward"),
 }
 
 

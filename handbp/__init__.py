@@ -42,3 +42,11 @@ __all__ += [
     "BatchNorm2d", "GroupNorm", "Dropout2d",
     "NLLLoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "MultiMarginLoss",
 ]
+
+# -- recurrent networks: several inputs and outputs (handbp.structure), sequences, gradient clipping
+from . import nn, structure  # noqa: E402  (hb.nn.utils.clip_grad_norm_, as torch.nn.utils)
+from .embedding import Embedding  # noqa: E402
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from .shape import SelectOutput  # noqa: E402
+
+__all__ += ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "SelectOutput", "nn"]

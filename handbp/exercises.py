@@ -21,6 +21,7 @@ from .flatten import Flatten
 from .layers import Linear
 from .losses import MSELoss
 from .module import Sequential
+from .shape import SelectOutput
 
 TODO = 'raise NotImplementedError("TODO: write backward")'
 
@@ -289,6 +290,76 @@ class Conv2d(hb.Conv2d):
         #   dx = dxp에서 ____을 뗀 것'''},
 }
 
+LSTM_SPEC = {
+    "title": {"en": "the LSTM's backward through time", "ko": "LSTM의 시간 역전파(BPTT)"},
+    "code": '''
+
+class LSTM(hb.LSTM):
+    """One layer, one direction, x of shape (T, N, I) (time first), no initial state (zeros):
+
+        a_t = x_t W_ihᵀ + b_ih + h_(t−1) W_hhᵀ + b_hh, cut into four gates in torch's order i, f, g, o
+        i, f, o = σ(a_i), σ(a_f), σ(a_o);   g = tanh(a_g)
+        c_t = f ⊙ c_(t−1) + i ⊙ g;          h_t = o ⊙ tanh(c_t)
+
+    Returns (output, (h_n, c_n)): h_t of every step (T, N, H), and the last h and c, (1, N, H) each."""
+
+    def forward(self, x):
+        T, N, _ = x.shape
+        H = self.hidden_size
+        W_ih, W_hh = self.weight_ih_l0.data, self.weight_hh_l0.data
+        b = self.bias_ih_l0.data + self.bias_hh_l0.data
+        h, c = np.zeros((N, H), x.dtype), np.zeros((N, H), x.dtype)
+        out = np.empty((T, N, H), x.dtype)
+        self.last_x, self.last_steps = x, []
+        for t in range(T):
+            a = x[t] @ W_ih.T + h @ W_hh.T + b
+            i, f, o = (1 / (1 + np.exp(-a[:, k * H:(k + 1) * H])) for k in (0, 1, 3))
+            g = np.tanh(a[:, 2 * H:3 * H])
+            h_prev, c_prev = h, c
+            c = f * c_prev + i * g
+            h = o * np.tanh(c)
+            self.last_steps.append((h_prev, c_prev, i, f, g, o, c))      # {cache}
+            out[t] = h
+        return out, (h[None], c[None])
+
+    def upstream(self, dy):
+        """The gradients of forward's (output, (h_n, c_n)), as three arrays: dY (T, N, H), dh_n and
+        dc_n (N, H). A part no gradient reached comes as None (the model used only the output, say):
+        it is zeros here."""
+        d_out, d_last = dy if type(dy) is tuple else (dy, None)
+        dh_n, dc_n = (None, None) if d_last is None else d_last
+        zeros = np.zeros_like(self.last_steps[-1][0])
+        dY = np.zeros((len(self.last_steps),) + zeros.shape, zeros.dtype) if d_out is None else d_out
+        return dY, zeros if dh_n is None else dh_n[0], zeros if dc_n is None else dc_n[0]
+
+    def backward(self, dy):
+{comments}
+        {todo}
+''',
+    "cache": {"en": "cached per step: h_(t−1), c_(t−1), the gates and c_t",
+              "ko": "스텝마다 저장: h_(t−1), c_(t−1), 게이트들과 c_t"},
+    "comments": {"en": '''        # dY, dh, dc = self.upstream(dy). ADD the gradients of weight_ih_l0, weight_hh_l0,
+        # bias_ih_l0 and bias_hh_l0 (accumulate) and return dL/dx, shape (T, N, I). Go back through
+        # time, t = T−1 … 0, carrying dh and dc (what reaches h_t and c_t from the later steps):
+        #
+        #   dh = dh + dY[t]                          (h_t went to the output and to step t+1)
+        #   dc = dc + dh ⊙ o ⊙ (1 − ____)            (h_t = o ⊙ tanh(c_t))
+        #   da_i = dc ⊙ g ⊙ i(1 − i),  da_f = dc ⊙ ____ ⊙ f(1 − f),
+        #   da_g = dc ⊙ i ⊙ (1 − g²),  da_o = dh ⊙ ____ ⊙ o(1 − o);   da = [da_i, da_f, da_g, da_o]
+        #   dW_ih += daᵀ x_t,   dW_hh += daᵀ ____,   db_ih = db_hh += Σₙ da
+        #   dx_t = da W_ih;   then, for step t−1:  dh = da ____,   dc = dc ⊙ ____''',
+                 "ko": '''        # dY, dh, dc = self.upstream(dy). weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0의
+        # 기울기를 더하고(accumulate) dL/dx(모양 (T, N, I))를 돌려주세요. 시간을 거슬러
+        # t = T−1 … 0으로 가며, 뒤 스텝들에서 h_t와 c_t에 도착한 dh와 dc를 들고 갑니다:
+        #
+        #   dh = dh + dY[t]                          (h_t는 출력과 스텝 t+1로 갔다)
+        #   dc = dc + dh ⊙ o ⊙ (1 − ____)            (h_t = o ⊙ tanh(c_t))
+        #   da_i = dc ⊙ g ⊙ i(1 − i),  da_f = dc ⊙ ____ ⊙ f(1 − f),
+        #   da_g = dc ⊙ i ⊙ (1 − g²),  da_o = dh ⊙ ____ ⊙ o(1 − o);   da = [da_i, da_f, da_g, da_o]
+        #   dW_ih += daᵀ x_t,   dW_hh += daᵀ ____,   db_ih = db_hh += Σₙ da
+        #   dx_t = da W_ih;   그리고 스텝 t−1을 위해:  dh = da ____,   dc = dc ⊙ ____'''},
+}
+
 
 def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
     return [(rng.normal(size=(batch, n_in)),
@@ -302,6 +373,13 @@ def _run(model, loss, rng, n_in, n_out, classes=False):
 def _images(model, rng, steps=3, batch=4):
     """The run of an exercise on images: batches of 2-channel 5 × 4 images, 2 targets each."""
     data = [(rng.normal(size=(batch, 2, 5, 4)), rng.normal(size=(batch, 2))) for _ in range(steps)]
+    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
+
+
+def _sequences(model, rng, steps=3, length=5, batch=2):
+    """The run of an exercise on sequences: (length, batch, 3) inputs, time first, 2 targets for
+    each step of each sequence."""
+    data = [(rng.normal(size=(length, batch, 3)), rng.normal(size=(length * batch, 2))) for _ in range(steps)]
     return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
 
 
@@ -330,6 +408,8 @@ LAYERS = [
         Sequential(Linear(3, 4, rng=rng), cls(4), Tanh(), Linear(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
     _exercise("conv2d", CONV2D, "Conv2d", lambda cls, rng: _images(
         Sequential(cls(2, 3, 3, padding=1, rng=rng), Tanh(), Flatten(), Linear(3 * 5 * 4, 2, rng=rng)), rng)),
+    _exercise("lstm", LSTM_SPEC, "LSTM", lambda cls, rng: _sequences(
+        Sequential(cls(3, 4, rng=rng), SelectOutput(0), Flatten(0, 1), Linear(4, 2, rng=rng)), rng)),
 ]
 
 

@@ -31,7 +31,7 @@ import unicodedata
 
 import numpy as np
 
-from . import validate
+from . import structure, validate
 from .errors import ArgumentTypeError, describe
 from .recording import Recorder, leaves
 from .losses import Loss
@@ -93,6 +93,17 @@ def relative_error(a, b, floor=0.0):
 def kind(key):
     """The kind of a key, whose largest value sets the floor: ``grad``, ``grad_input``, ``param``, ..."""
     return key.split(":")[0]
+
+
+def parts(key, value, declared=None):
+    """``[(key, array)]`` for a value: itself under ``key``, or for a tuple (a module with several
+    inputs or outputs) each array, the first under ``key``, the others under ``key.name``, named
+    by ``declared`` (``handbp.structure.names``) as crosscheck's lockstep names them."""
+    if not structure.is_structure(value):
+        return [(key, value)]
+    leaves = structure.flatten(value)
+    return [(key if k == 0 else f"{key}.{name}", a)
+            for k, (name, a) in enumerate(zip(structure.names(value, declared), leaves))]
 
 
 # -- the text ------------------------------------------------------------------------------
@@ -170,7 +181,12 @@ class Text:
 
     def array(self, label, a, indent, tail="", shape=True):
         """``label`` and the value: a number; a vector on one line; a matrix (the last two axes of
-        the first slice, for rank 3 and more) as rows. ``shape``: say the shape."""
+        the first slice, for rank 3 and more) as rows. ``shape``: say the shape. A tuple (a module
+        with several inputs or outputs) shows each of its arrays, named by position."""
+        if type(a) is tuple:
+            for name, part in zip(structure.names(a), structure.flatten(a)):
+                self.array(f"{label} [{name}]", part, indent, tail, shape)
+            return
         if a is None:
             self.row(f"{label} none", tail, indent)
             return
@@ -347,7 +363,8 @@ class _Writer:
     """Turns a recorded ``Step`` (and a reference) into an ``Explanation``."""
 
     def __init__(self, step, ref, text, x, y):
-        self.s, self.ref, self.t, self.x, self.y = step, ref, text, np.asarray(x), y
+        self.s, self.ref, self.t, self.y = step, ref, text, y
+        self.x = x if structure.is_structure(x) else np.asarray(x)
         self.dtype = np.dtype(step.model.dtype)
         self.rtol, self.noise = RULE.get(self.dtype, RULE[np.dtype(np.float64)])
         self.verdicts, self.errors, self.rows = {}, {}, []
@@ -357,9 +374,10 @@ class _Writer:
         """Every value of handbp's step by reference key (for the floors)."""
         s, rec = self.s, self.s.rec
         v = {"loss": s.value, "grad_pred": s.dpred}
-        for path, m in s.leaves:
-            v[f"output:{path}"] = rec.outputs.get(path)
-            v[f"grad_input:{path}"] = rec.grad_inputs.get(path)
+        for i, (path, m) in enumerate(s.leaves):
+            for base, got in (("output", rec.outputs), ("grad_input", rec.grad_inputs)):
+                for key, part in parts(f"{base}:{path}", got.get(path), self.declared(i, base)):
+                    v[key] = part
         for n, p in s.model.named_parameters():
             v[f"grad:{n}"], v[f"param:{n}"] = s.grads[n], p.data
         return v
@@ -402,8 +420,23 @@ class _Writer:
         self.verdicts[key] = ok
         return ok, f"{'✓' if ok else '✗'} err {err:.2g}"
 
-    def value(self, label, key, mine, indent):
-        """handbp's value, then the reference's (a matrix only when they differ) and the verdict."""
+    def declared(self, i, base):
+        """The names leaf ``i`` gives the arrays of its output (``base`` "output") or input
+        ("grad_input"; else the names of the output of the leaf before it), as lockstep names them."""
+        m = self.s.leaves[i][1]
+        names = getattr(m, "output_names" if base == "output" else "input_names", None)
+        if names is None and base == "grad_input" and i > 0:
+            names = getattr(self.s.leaves[i - 1][1], "output_names", None)
+        return names
+
+    def value(self, label, key, mine, indent, declared=None):
+        """handbp's value, then the reference's (a matrix only when they differ) and the verdict;
+        a tuple (several inputs or outputs) array by array, each under its own key (``parts``)."""
+        if structure.is_structure(mine):
+            for k, (part_key, part) in enumerate(parts(key, mine, declared)):
+                name = part_key[len(key) + 1:] if k else structure.names(mine, declared)[0]
+                self.value(f"{label} {name}", part_key, part, indent)
+            return
         ok, tail = self.judge(key, mine)
         ref = self.ref
         if ref is None or key not in ref.values or (ok is None and not tail):
@@ -471,10 +504,10 @@ class _Writer:
         t.add()
         t.add("FORWARD: each module computes its output and caches what its backward will need")
         buffers = dict(s.model.named_buffers())
-        for path, m in s.leaves:
+        for i, (path, m) in enumerate(s.leaves):
             t.add()
             t.add(f"module {path or 'model'} ({type(m).__name__}): {summary(m)}", 2, hang=4)
-            self.value("output", f"output:{path}", s.rec.outputs.get(path), 4)
+            self.value("output", f"output:{path}", s.rec.outputs.get(path), 4, self.declared(i, "output"))
             names = [n for n, _ in caches(m)]
             if names:
                 t.add("caches " + ", ".join(names), 4)
@@ -541,12 +574,16 @@ class _Writer:
             t.array(f"cached {name}", v, 4)
         key = f"grad_input:{path}"
         dx = rec.grad_inputs.get(path)
-        if dx is None:
+        given = rec.inputs.get(path)
+        if dx is None and path in rec.grad_inputs and getattr(given, "dtype", None) is not None \
+                and given.dtype.kind in "iub":
+            t.add("dL/d(input): none: integer indices have no gradient", 4)
+        elif dx is None:
             why = (self.raised("its backward") if path == failed_at else
                    "its backward returned None" if path in rec.grad_inputs else "the backward never reached it")
             self.missing("dL/d(input)", key, why, 4)
         else:
-            self.value("dL/d(input)", key, dx, 4)
+            self.value("dL/d(input)", key, dx, 4, self.declared([p for p, _ in s.leaves].index(path), "grad_input"))
         grads = {}
         for local, p in m.named_parameters():
             full = s.names[id(p)]
@@ -561,6 +598,11 @@ class _Writer:
                              f"{full} (stored under another name, or never computed)", 4)
             else:
                 self.value(f"dL/d({full})", gkey, g, 4)
+        # a recurrent layer: its steps, the newest first (when its forward recorded them: a forward
+        # of one's own, as in an exercise, records nothing)
+        if hasattr(m, "format_unrolled") and getattr(m, "last_runs", None):
+            for line in m.format_unrolled(numbers=t.numbers):
+                t.add(line, 4)
         self.rows.append({"path": path, "type": type(m).__name__, "derivative": derivative(m),
                           "grad_input": dx, "grads": grads})
 

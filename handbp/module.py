@@ -7,6 +7,10 @@ A module has two halves, the chain rule's two directions:
 * ``backward(dy)`` takes dL/d(output), returns dL/d(input), and **adds** dL/d(parameter) into each
   parameter's ``.grad`` (torch's accumulate semantics: call ``zero_grad()`` between steps).
 
+A module may also take or return a tuple of arrays (an LSTM returns ``(output, (h_n, c_n))``); its
+backward then takes the gradients of every output and returns those of every input, in the same
+structures (``handbp.structure``). Sequential passes whatever a child returns on to the next.
+
 Names follow torch: ``named_parameters()`` of a ``Sequential`` yields ``"0.weight"``, ``"0.bias"``,
 ``"2.weight"``, ..., so a ``state_dict`` here has the same keys and shapes as its torch twin's.
 """
@@ -14,9 +18,24 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import validate
+from . import structure, validate
 from .errors import (CallOrderError, LayerError, LayerTypeError, LayerValueError, StateDictKeyError, as_float_array,
                      check_finite, describe)
+
+
+def own_float_array(x, name, dtype):
+    """``x`` as a finite floating array of ``dtype`` that nobody else holds: a copy, unless it was
+    made here from a list. The check ``module(x)`` makes of its input."""
+    given = x
+    x = check_finite(as_float_array(x, name, dtype), name)
+    return x if x is not given and x.base is None else x.copy()
+
+
+def own_floats(x, name, dtype):
+    """``own_float_array`` on ``x``, or on each array of a tuple (named ``x[1][0]``...)."""
+    if type(x) is tuple:
+        return tuple(own_floats(part, f"{name}[{i}]", dtype) for i, part in enumerate(x))
+    return own_float_array(x, name, dtype)
 
 
 class Parameter:
@@ -123,24 +142,32 @@ class Module:
         self._buffers[name] = True
 
     # -- calling
-    def __call__(self, x):
+    def __call__(self, x, *more):
         """Check ``x``, run ``forward``, return its output.
+
+        ``module(x, hx)`` passes the tuple ``(x, hx)`` as the one input, as torch's
+        ``lstm(x, (h0, c0))`` reads (see ``handbp.structure``).
 
         Layers keep arrays for backward by reference (Linear its input, Tanh its output), and the
         caller may edit its ``x`` or the returned output in place before calling backward (torch
         raises "modified by an inplace operation" then). So the model gets its own copy of ``x``
-        and the caller its own copy of the output: here, at the boundary, because containers call
-        their children's ``forward`` directly and nothing inside a model is copied. (Copying
-        always is cheaper than asking a Sequential which of its children keep what.)
+        (``check_input``) and the caller its own copy of the output: here, at the boundary, because
+        containers call their children's ``forward`` directly and nothing inside a model is copied.
+        (Copying always is cheaper than asking a Sequential which of its children keep what.)
         """
-        given = x
-        x = check_finite(as_float_array(x, "x", self.dtype), "x")
-        own = x is not given and x.base is None       # made here from a list: nobody else holds it
+        x = self.check_input((x,) + more if more else x, self.dtype)
         try:
-            y = self.forward(x if own else x.copy())
+            y = self.forward(x)
         except LayerError as e:
             raise e from None  # drop handbp's own frames: the message says where
-        return y.copy() if isinstance(y, np.ndarray) else y
+        return y.copy() if type(y) is np.ndarray else structure.copy(y)
+
+    def check_input(self, x, dtype):
+        """``x`` checked and made the model's own: a floating array of ``dtype``, all finite (a copy
+        unless it was made here from a list). A tuple is checked part by part (``x[1][0]``...).
+        A layer whose input is something else (``Embedding``'s integer indices, a recurrent layer's
+        ``(x, hx)``) overrides this; a Sequential asks its first child."""
+        return own_float_array(x, "x", dtype) if type(x) is not tuple else own_floats(x, "x", dtype)
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
@@ -363,12 +390,22 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i}: expected a handbp Module, got {describe(m)}")
             setattr(self, str(i), m)
 
+    def check_input(self, x, dtype):
+        """The first child's check (an Embedding first takes integer indices), with this model's dtype."""
+        for m in self._modules.values():
+            return m.check_input(x, dtype)
+        return super().check_input(x, dtype)
+
     def forward(self, x):
         for name, m in self._modules.items():
             try:
                 x = m.forward(x)
             except LayerError as e:
                 raise e.within(name) from None
+            except (AttributeError, TypeError) as e:
+                if type(x) is tuple:     # a tuple reached a layer that takes one array
+                    raise _tuple_refused(m, x, name, e) from None
+                raise
         return x
 
     def backward(self, dy):
@@ -408,3 +445,12 @@ class Sequential(Module):
     def append(self, module):
         setattr(self, str(len(self)), module)
         return self
+
+
+def _tuple_refused(module, x, name, error):
+    """The error for a tuple (several outputs, ``(output, h_n)``) given to a layer that takes one array."""
+    return LayerTypeError(module, f"x: expected an array, got a tuple {structure.describe_structure(x)} (the "
+                                  "outputs of the module before it; it raised "
+                                  f"{type(error).__name__}: {error}); pick the part to pass on with "
+                                  "hb.SelectOutput(0), as torch users write a small module that returns "
+                                  "output[0]").within(name)

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import validate
 from .dropout import Dropout
-from .errors import as_float_array, check_finite, describe
+from .errors import describe
 from .layers import Linear
 from .losses import Loss
 from .module import Module, declares, rows_independent
@@ -370,7 +370,7 @@ def _gradient(model, loss, x, y, eps, method, owner):
     eps = _check_eps(eps, owner)
     validate.choice(owner, "method", method, METHODS)
     named = _check_model_and_loss(model, loss, owner)
-    x = check_finite(as_float_array(x, "x", model.dtype), "x")
+    x = model.check_input(x, model.dtype)    # (floats of its dtype; integer indices for an Embedding first)
     _warn_small_eps(eps, model.dtype, owner)
     with _Preserved(model, loss, x, y):
         value = _loss_value(loss, model(x), y, owner)          # bad x, y or loss raise here, first
@@ -498,7 +498,7 @@ def gradcheck(model, loss, x, y, *, eps=1e-6, atol=None, rtol=1e-5, raise_except
                       f"check a float64 copy: model.double())", UserWarning, stacklevel=2)
     if not hasattr(loss, "backward"):
         raise TypeError(f"{owner}: loss: expected a handbp loss with a backward(), got {describe(loss)}")
-    x = check_finite(as_float_array(x, "x", dtype), "x")
+    x = model.check_input(x, dtype)
     numerical, value = _gradient(model, loss, x, y, eps, method, owner)     # checks x, y and the loss first
     scaled_by = value if atol is None else None
     if atol is None:

@@ -5,6 +5,7 @@ code (the recorder wraps each leaf's ``forward`` and ``backward`` for the durati
 block, and records inputs, outputs, upstream gradients and returned gradients)."""
 import numpy as np
 
+from . import structure
 from .module import Sequential
 
 
@@ -21,7 +22,10 @@ def leaves(model, prefix=""):
 
 
 def _copy(a):
-    return a.copy() if type(a) is np.ndarray else np.array(a, copy=True)
+    """A copy of an array, or of each array of a tuple (a module with several outputs)."""
+    if type(a) is np.ndarray:
+        return a.copy()
+    return structure.copy(a) if type(a) is tuple else np.array(a, copy=True)
 
 
 class Recorder:

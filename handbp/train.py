@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 
-from . import validate
-from .errors import ArgumentTypeError, as_float_array, check_finite, describe
+from . import structure, validate
+from .errors import ArgumentTypeError, describe
 from .recording import Recorder, leaves
 from .module import Module
 
@@ -27,7 +27,7 @@ def first_nonfinite(model, x):
         model.load_state_dict(state)
     for path, m in leaf_list:
         out = rec.outputs.get(path)
-        if out is not None and not np.isfinite(out).all():
+        if out is not None and not all(np.isfinite(a).all() for a in structure.flatten(out) if a is not None):
             return f"the first non-finite value is the output of layer '{path}' ({type(m).__name__})"
     return "every module's output is finite, so the loss itself overflowed"
 
@@ -72,7 +72,9 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
     if callback is not None and not callable(callback):
         raise ArgumentTypeError(f"fit: callback: expected a callable or None, got {describe(callback)}")
     rng = validate.generator("fit", "rng", 0 if rng is None else rng)
-    x = check_finite(as_float_array(x, "x", model.dtype), "x")
+    x = model.check_input(x, model.dtype)     # (floats of the model's dtype; an Embedding first takes indices)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"fit: x: expected one array of samples, got {describe(x)}")
     y = np.asarray(y)
     if x.ndim < 1 or len(x) == 0:
         raise ValueError(f"fit: x: expected at least one sample, got shape {x.shape}")

@@ -24,7 +24,7 @@ from handbp.numerical import numerical_gradient
 from tests.crosscheck import test_lockstep_matrix, test_lockstep_matrix_layers
 from tests.engine import test_gradients
 from tests.helpers import examples
-from tests.helpers.examples import BASES, FEATURES, LAYERS, LOSSES, Missing
+from tests.helpers.examples import BASES, FEATURES, LAYERS, LOSSES, Missing, takes_arrays
 
 
 def _built(ex, *args):
@@ -66,16 +66,20 @@ def _in_lockstep_matrices():
 def _layer_fast_path(ex):
     """None, or why numerical_gradient(method="fast") knows nothing about the example's layer: it
     warns "does not know" about a layer it can neither stack through nor give a reason for. A
-    layer with input shapes of its own (an image layer) is tried at its first batched one."""
+    layer with input shapes of its own (an image layer) is tried at its first batched one; one whose
+    input is not an array of its own shape (integer indices or a tuple) comes first, fed its
+    example's first input."""
     if ex.chain:
-        layer = ex.build(np.random.default_rng(0), 3)
+        layer = ex.chained(np.random.default_rng(0), 3)
         model = hb.Sequential(hb.Linear(3, 3, rng=np.random.default_rng(1)), layer).eval()
-        shape = (5, 3)
-    else:
+        x = np.random.default_rng(2).normal(size=(5, 3))
+    elif takes_arrays(ex):
         model = test_lockstep_matrix_layers.build_shaped(ex.name, "float64", np.random.default_rng(1)).eval()
-        shape = next(shape for key, shape in ex.inputs.items() if key != "unbatched")
-    x = np.random.default_rng(2).normal(size=shape)
-    y = np.random.default_rng(3).normal(size=model(x).shape)
+        x = np.random.default_rng(2).normal(size=next(shape for key, shape in ex.inputs.items() if key != "unbatched"))
+    else:
+        model = hb.Sequential(ex.chained(np.random.default_rng(0), 3), hb.Linear(3, 3, rng=np.random.default_rng(1)))
+        x = ex.input(next(iter(ex.inputs)), np.random.default_rng(2), 3)
+    y = np.random.default_rng(3).normal(size=copy.deepcopy(model.eval())(x).shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         numerical_gradient(model, hb.MSELoss(), x, y, method="fast")

@@ -1,10 +1,12 @@
-"""Train a network on a built-in task (spirals, xor, sine, digits) and report its loss and accuracy.
+"""Train a network on a built-in task (spirals, xor, sine, digits, chars, add) and report how well it did.
 
 digits trains a small CNN and an MLP on scikit-learn's 8 × 8 digits and reports their held-out
 test accuracy (``handbp.commands.digits``). The other classification tasks (spirals, xor) end in 2
 logits under CrossEntropyLoss and report the train accuracy; sine ends in one linear (identity)
 output under MSELoss and reports the train MSE. The final figures are those of the trained model on
-the whole training set.
+the whole training set. The sequence tasks (chars: a character-level language model of the
+project's Korean guide; add: adding numbers digit by digit) train a recurrent network
+(``handbp.sequence_tasks``) and report held-out figures.
 """
 import inspect
 import os
@@ -21,6 +23,9 @@ import handbp as hb
 DEFAULTS = {"spirals": (300, 32, 0.1, 64, 2), "xor": (100, 16, 0.1, 16, 1), "sine": (300, 32, 0.05, 32, 2),
             "digits": (20, 32, 0.05, 64, 0)}     # digits: a CNN (handbp.commands.digits); width, depth: its MLP
 SGD_MOMENTUM = 0.9
+# the sequence tasks (handbp.sequence_tasks): (epochs, batch size, Adam's lr, hidden size, embedding
+# size, length: characters per training sequence, or digits per number); they train with Adam
+SEQUENCE_DEFAULTS = {"chars": (20, 16, 0.01, 64, 32, 50), "add": (10, 32, 0.02, 32, 16, 8)}
 
 
 def choice_name(cls):
@@ -54,13 +59,15 @@ def _defaults(cls):
 def add_arguments(parser):
     optimizers = optimizer_choices()
     momentum = [name for name, cls in optimizers.items() if "momentum" in _defaults(cls)]
-    parser.add_argument("--task", choices=sorted(DEFAULTS), default="spirals", help="the task (default spirals)")
+    parser.add_argument("--task", choices=sorted(DEFAULTS) + sorted(SEQUENCE_DEFAULTS), default="spirals",
+                        help="the task (default spirals)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default: the task's)")
     parser.add_argument("--hidden-depth", type=int, default=None,
                         help="hidden layers after the first (default: the task's)")
     parser.add_argument("--width", type=int, default=None, help="neurons per hidden layer (default: the task's)")
     parser.add_argument("--activation", choices=sorted(activation_choices()), default="tanh", help="(default tanh)")
-    parser.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(optimizers)} (default sgd)")
+    parser.add_argument("--optimizer", default=None,
+                        help=f"one of {', '.join(optimizers)} (default sgd; adam for chars and add)")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate (default: the task's for sgd, the optimizer's own default for the others)")
     parser.add_argument("--momentum", type=float, default=None,
@@ -73,6 +80,17 @@ def add_arguments(parser):
     parser.add_argument("--save", metavar="PATH", help="save the trained model and optimizer (hb.save) to PATH")
     parser.add_argument("--quiet", action="store_true", help="print only the final line")
     parser.add_argument("--plot", metavar="PATH", help="digits: write a PNG of misclassified test images to PATH")
+    sequences = parser.add_argument_group("sequence tasks (chars, add)")
+    sequences.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="the recurrent layer "
+                           "(default lstm); --width is its hidden size, --hidden-depth its layers after the first")
+    sequences.add_argument("--length", type=int, default=None, help="characters per training sequence (chars), or "
+                           "digits per number (add)")
+    sequences.add_argument("--embedding", type=int, default=None, help="embedding size (default: the task's)")
+    sequences.add_argument("--dropout", type=float, default=0.0, help="dropout between recurrent layers (default 0)")
+    sequences.add_argument("--clip", type=float, default=1.0, help="clip the gradient's norm to this before each "
+                           "step (hb.nn.utils.clip_grad_norm_; 0: no clipping; default 1)")
+    sequences.add_argument("--corpus", metavar="PATH", default=None, help="the text of chars (default: the "
+                           "project's docs/teaching.ko.md)")
 
 
 def _positive(name, value, integer=True):
@@ -85,7 +103,20 @@ def _positive(name, value, integer=True):
 
 def check(args):
     """Fill the task's defaults into ``args`` and check every value, before anything is built."""
-    epochs, batch, lr, width, depth = DEFAULTS[args.task]
+    if args.task in SEQUENCE_DEFAULTS:
+        epochs, batch, lr, width, embedding, length = SEQUENCE_DEFAULTS[args.task]
+        depth = 0
+        args.optimizer = args.optimizer or "adam"
+        args.embedding = embedding if args.embedding is None else args.embedding
+        args.length = length if args.length is None else args.length
+        for key in ("embedding", "length"):
+            _positive(key, getattr(args, key))
+        if not 0 <= args.dropout <= 1:
+            raise ValueError(f"--dropout: expected a probability in [0, 1], got {args.dropout}")
+        _positive("clip", args.clip, integer=False)
+    else:
+        epochs, batch, lr, width, depth = DEFAULTS[args.task]
+    args.optimizer = args.optimizer or "sgd"
     optimizers = optimizer_choices()
     name = args.optimizer.lower()
     if name not in optimizers:
@@ -97,8 +128,9 @@ def check(args):
         raise ValueError(f"--momentum: only {' and '.join(takes)} take a momentum, not {name}")
     args.epochs = epochs if args.epochs is None else args.epochs
     args.batch_size = batch if args.batch_size is None else args.batch_size
-    if args.lr is None:
-        args.lr = lr if cls is hb.optim.SGD else own["lr"]
+    if args.lr is None:       # the task's own lr is tuned for SGD (Adam for the sequence tasks)
+        tuned = hb.optim.Adam if args.task in SEQUENCE_DEFAULTS else hb.optim.SGD
+        args.lr = lr if cls is tuned else own["lr"]
     if args.momentum is None and "momentum" in own:
         args.momentum = SGD_MOMENTUM if cls is hb.optim.SGD else own["momentum"]
     args.width = width if args.width is None else args.width
@@ -157,8 +189,32 @@ def data(args, dtype):
     return x.astype(dtype), (y.astype(dtype) if args.task == "sine" else y)
 
 
+def run_sequences(args):
+    """chars and add: a recurrent model trained with gradient clipping (handbp.sequence_tasks)."""
+    from .. import sequence_tasks
+
+    def report(epoch, value):
+        if not args.quiet and (epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs - 1):
+            print(f"epoch {epoch:4d}  loss {value:.6f}")
+
+    task = sequence_tasks.run_chars if args.task == "chars" else sequence_tasks.run_add
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            model, optimizer, lines = task(args, lambda model: build_optimizer(args, model.parameters()), report)
+    except FloatingPointError as e:
+        print(f"handbp train: training diverged: {e} (--lr is {args.lr})", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    if args.save:
+        hb.save(model, args.save, optimizer=optimizer)
+        print(f"saved to {args.save}")
+    return 0
+
+
 def run(args):
     check(args)
+    if args.task in SEQUENCE_DEFAULTS:
+        return run_sequences(args)
     if args.task == "digits":
         from . import digits
         return digits.run(args, hb, lambda model: build_optimizer(args, model.parameters()),

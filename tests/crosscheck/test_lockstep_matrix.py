@@ -20,8 +20,13 @@ from tests.helpers.examples import Missing, layer_examples, loss_examples
 
 
 def _stateless(ex):
-    """Holds nothing (no parameters, no buffers) and gives the same output for the same input."""
+    """Holds nothing (no parameters, no buffers), gives the same output for the same input, and
+    takes one unbatched sample too (the matrix's batch None; a Flatten keeping axis 0 does not)."""
     m, x = ex.build(np.random.default_rng(0), 3), np.random.default_rng(1).normal(size=(5, 3))
+    try:
+        copy.deepcopy(m)(x[0])
+    except hb.errors.LayerError:
+        return False
     return not m.state_dict() and np.array_equal(copy.deepcopy(m).forward(x), copy.deepcopy(m).forward(x)) \
         and np.array_equal(m.forward(x), m.forward(x))
 

@@ -129,8 +129,9 @@ def with_grads(model, rng, shape=SHAPE):
 def test_a_bad_upstream_gradient_changes_no_gradient(layer, bad, rng):
     make_bad, error = BAD_DY[bad]
     shape = shape_of(layer)
-    for model, where in ((LAYERS[layer](), ""),
-                         (hb.Sequential(prefix_for(layer, rng), LAYERS[layer]()), "layer '1'")):
+    inner = LAYERS[layer]()         # (a layer, or one with the SelectOutput that follows it: 1.1 then)
+    for model, where in ((inner, ""), (hb.Sequential(prefix_for(layer, rng), LAYERS[layer]()),
+                                       "layer '1." if isinstance(inner, hb.Sequential) else "layer '1'")):
         with_grads(model, rng, shape)
         before = grads(model)
         with pytest.raises(error) as info:

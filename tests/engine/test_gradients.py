@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import handbp as hb
+from handbp.structure import flatten, flatten_like, map_structure
 from tests.helpers.examples import FEATURES, LAYERS, Missing, layer_examples, loss_examples
 from tests.helpers.fd import fd_gradient, module_gradients
 from tests.helpers.tolerance import FD_ATOL, FD_RTOL
@@ -40,17 +41,26 @@ def test_module_backward_matches_finite_differences(example, inputs, rng):
     if isinstance(example, Missing):
         example.fail()
     m = example.build(rng, FEATURES)
-    x = rng.normal(size=example.inputs[inputs])
-    # every input ≥ 0.2 away from ReLU's kink at 0, moved by a continuous shift, not onto one value:
-    # equal inputs in one window would be a tie of max pooling, whose one-sided derivatives differ
-    x = np.where(np.abs(x) < 0.2, x + np.copysign(0.2, x), x)
+    # every float input ≥ 0.2 away from ReLU's kink at 0, moved by a continuous shift, not onto one
+    # value: equal inputs in one window would be a tie of max pooling, whose one-sided derivatives
+    # differ; integer indices as drawn; a tuple (a recurrent layer's (x, h0)) array by array
+    x = map_structure(lambda a: a if a.dtype.kind in "iu" else np.where(np.abs(a) < 0.2, a + np.copysign(0.2, a), a),
+                      example.input(inputs, rng))
     at_x = copy.deepcopy(m)                          # the module as the forward finds it
     y = m(x)
-    dy = rng.normal(size=y.shape)
+    dy = map_structure(lambda a: rng.normal(size=a.shape), y)
     dx = m.backward(dy)
-    assert dx.shape == x.shape
     fd_dx, fd_params = module_gradients(at_x, x, dy)
-    np.testing.assert_allclose(dx, fd_dx, rtol=FD_RTOL, atol=FD_ATOL, err_msg="dL/dx")
+    assert len(flatten(dx)) == len(flatten(x))
+    for k, (mine, fd, xk) in enumerate(zip(flatten_like(dx, x), flatten(fd_dx), flatten(x))):
+        if fd is None:                               # integer indices: no gradient
+            assert mine is None, f"dL/dx[{k}]: expected None for integer indices"
+            continue
+        if mine is None:                             # None: no gradient reached it, zero (as torch's autograd)
+            assert not np.any(fd), f"dL/dx[{k}]: None where finite differences give a gradient"
+            continue
+        assert mine.shape == xk.shape
+        np.testing.assert_allclose(mine, fd, rtol=FD_RTOL, atol=FD_ATOL, err_msg=f"dL/dx[{k}]")
     names = [n for n, _ in m.named_parameters()]
     assert names == list(fd_params)
     for pname, p in m.named_parameters():

@@ -28,9 +28,15 @@ def public_classes(base=hb.Module):
 @dataclass(frozen=True)
 class Layer:
     """An example of a layer or container: ``build(rng, n)`` returns it, float64, for inputs of ``n``
-    features (its last axis); ``inputs`` are the input shapes the gradient test feeds it (for
-    ``n = FEATURES``). ``chain``: it maps (N, n) to (N, n), so it can stand between two Linear
-    layers of any width (the lockstep matrices, the all-or-nothing and in-place tests). ``gain``:
+    features (its last axis); ``inputs`` are the inputs the gradient test feeds it, by name: a
+    shape (normal draws, for ``n = FEATURES``), or a function ``(rng, n) → input`` for anything
+    else (integer indices, a tuple such as a recurrent layer's ``(x, h0)``); ``input`` draws one.
+    ``tail``: for a layer that returns a tuple (several outputs), a factory of the module that
+    picks the one array the next layer reads (``SelectOutput(0)``); ``chained`` puts it after the
+    layer. ``chain``: ``chained(rng, n)`` maps (N, n) to (N, n), so it can stand between two Linear
+    layers of any width (the lockstep matrices, the all-or-nothing and in-place tests); an example
+    that cannot (its input is integer indices or a tuple) is put first in a model by the lockstep
+    matrix instead, with its first input. ``gain``:
     the factor the Linear weights before it are scaled by in the lockstep matrix, so that a
     saturating activation still passes gradients well away from 0. ``twin``: False for a
     configuration torch does not have, which crosscheck refuses to mirror (and the lockstep
@@ -41,6 +47,18 @@ class Layer:
     chain: bool = True
     gain: float = 1.0
     twin: bool = True
+    tail: object = None
+
+    def input(self, name, rng, n=FEATURES):
+        """One input for ``inputs[name]``: drawn normal for a shape, else what its function returns
+        for ``n`` features."""
+        spec = self.inputs[name]
+        return spec(rng, n) if callable(spec) else rng.normal(size=spec)
+
+    def chained(self, rng, n):
+        """The layer, followed by its ``tail`` if it has one (so that it returns one array)."""
+        m = self.build(rng, n)
+        return m if self.tail is None else hb.Sequential(m, self.tail())
 
 
 def _random_affine(m, rng):
@@ -81,6 +99,48 @@ def _trained_batchnorm2d(rng, n):
 
 
 BATCHED = {"batch5": (5, FEATURES)}
+
+
+def _with_state(x_shape, state_shape, states=1, hidden=lambda n: n):
+    """A function (rng, n) → (x, state): a recurrent layer's input (last axis n) with its initial
+    state (last axis ``hidden(n)``; two of them, (h0, c0), for an LSTM)."""
+    def draw(rng, n):
+        h = tuple(rng.normal(size=state_shape + (hidden(n),)) for _ in range(states))
+        return rng.normal(size=x_shape + (n,)), (h[0] if states == 1 else h)
+    return draw
+
+
+def _indices(num, shape):
+    return lambda rng, n: rng.integers(0, num, size=shape)
+
+
+# a recurrent layer's inputs: 5 steps of FEATURES features, one sequence or a batch of 3; its
+# tail picks the output sequence. A chained one reads (N, n) as one unbatched sequence of N steps.
+SEQUENCES = {"unbatched": (5, FEATURES), "batch3": (5, 3, FEATURES)}
+_OUTPUT = lambda: hb.SelectOutput(0)           # noqa: E731
+
+
+def _recurrent(cls, name, **kw):
+    """The examples of a sequence layer (RNN, LSTM, GRU): the defaults, and two layers,
+    bidirectional (n // 2 hidden each way, so n features out), batch_first, with initial states
+    (torch's (h0, c0) for an LSTM)."""
+    D, L = 2, 2
+    states = 2 if cls is hb.LSTM else 1
+    return [Layer(name, lambda rng, n: cls(n, n, rng=rng, **kw), inputs=dict(SEQUENCES), tail=_OUTPUT),
+            Layer(f"{name}-2layers-bidirectional-batch_first-h0",
+                  lambda rng, n: cls(n, n // 2, num_layers=L, bidirectional=True, batch_first=True, rng=rng, **kw),
+                  inputs={"batch3-h0": _with_state((3, 5), (L * D, 3), states, hidden=lambda n: n // 2)},
+                  chain=False, tail=_OUTPUT)]
+
+
+def _cell(cls):
+    """The examples of a cell: one step, from x alone (hx zero) and from (x, hx)."""
+    states = 2 if cls is hb.LSTMCell else 1
+    tail = _OUTPUT if cls is hb.LSTMCell else None
+    name = cls.__name__
+    return [Layer(name, lambda rng, n: cls(n, n, rng=rng), tail=tail),
+            Layer(f"{name}-hx", lambda rng, n: cls(n, n, rng=rng),
+                  inputs={"batch5-hx": _with_state((5,), (5,), states)}, chain=False, tail=tail)]
 LAYERS = {
     hb.Linear: [Layer("Linear", lambda rng, n: hb.Linear(n, n, rng=rng)),
                 Layer("Linear-nobias", lambda rng, n: hb.Linear(n, n, bias=False, rng=rng))],
@@ -128,6 +188,20 @@ LAYERS = {
         hb.Linear(5, n, rng=rng), hb.Softmax()))],
     # torch's init (weights of ±0.5, not the notebook's 0.01), so that no gradient is tiny
     hb.DNN: [Layer("DNN", lambda rng, n: hb.DNN(2, 5, n, n, activation=hb.Sigmoid, init="torch", rng=rng))],
+    hb.RNN: _recurrent(hb.RNN, "RNN") + _recurrent(hb.RNN, "RNN-relu", nonlinearity="relu")[:1],
+    hb.LSTM: _recurrent(hb.LSTM, "LSTM"),
+    hb.GRU: _recurrent(hb.GRU, "GRU") + [Layer("GRU-nobias", lambda rng, n: hb.GRU(n, n, bias=False, rng=rng),
+                                               inputs=dict(SEQUENCES), tail=_OUTPUT)],
+    hb.RNNCell: _cell(hb.RNNCell),
+    hb.LSTMCell: _cell(hb.LSTMCell),
+    hb.GRUCell: _cell(hb.GRUCell),
+    # integer indices in, rows of the table out: always the first layer (padding_idx, whose row
+    # torch leaves without a gradient by design, unlike finite differences: tests/engine/test_recurrent.py)
+    hb.Embedding: [Layer("Embedding", lambda rng, n: hb.Embedding(7, n, rng=rng),
+                         inputs={"indices5": _indices(7, (5,)), "indices2x3": _indices(7, (2, 3))}, chain=False)],
+    hb.SelectOutput: [Layer("SelectOutput", lambda rng, n: hb.SelectOutput(1),
+                            inputs={"pair": lambda rng, n: (rng.normal(size=(5, n)), rng.normal(size=(5, n)))},
+                            chain=False)],
     # -- the convolutional layers: their own input shapes (not (N, n)), so chain=False but for the
     # configurations that do map (N, n) to (N, n) (Flatten(), GroupNorm(1, n))
     hb.Conv2d: [
@@ -323,13 +397,20 @@ SHAPE = (4, 3)       # their input and output: a batch of 4 with 3 features
 
 
 def _at_shape(ex):
-    return lambda: ex.build(np.random.default_rng(0), SHAPE[-1])
+    return lambda: ex.chained(np.random.default_rng(0), SHAPE[-1])
 
 
 # every chainable layer (not the containers) as a factory of a layer from (4, 3) to (4, 3); built
 # from one seed, so two layers built alike are alike (Dropout's masks included)
 CHAIN_LAYERS = {ex.name: _at_shape(ex) for ex in layer_examples()
                 if not isinstance(ex, Missing) and ex.chain and not is_container(ex.build(np.random.default_rng(0), 3))}
+
+
+def takes_arrays(ex):
+    """Whether the example's inputs are all shapes (arrays drawn normal) and it returns one array:
+    not integer indices, not a tuple in or out (those have a function among their inputs, or a
+    tail)."""
+    return ex.tail is None and not any(callable(spec) for spec in ex.inputs.values())
 
 
 def _batched_input(ex):
@@ -345,7 +426,7 @@ def _keeps_shape(ex):
 # every example with input shapes of its own (an image layer) whose output has its input's shape,
 # at its first batched input: the all-or-nothing and in-place tests take them beside CHAIN_LAYERS
 IMAGE_LAYERS = {ex.name: (lambda ex=ex: ex.build(np.random.default_rng(0), FEATURES)) for ex in layer_examples()
-                if not isinstance(ex, Missing) and not ex.chain and _keeps_shape(ex)}
+                if not isinstance(ex, Missing) and not ex.chain and takes_arrays(ex) and _keeps_shape(ex)}
 _IMAGE_SHAPES = {ex.name: _batched_input(ex) for ex in layer_examples() if ex.__class__ is Layer and ex.name in IMAGE_LAYERS}
 
 

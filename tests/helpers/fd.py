@@ -5,6 +5,8 @@ import copy
 
 import numpy as np
 
+from handbp.structure import flatten, map_structure
+
 EPS = 1e-6          # (the tolerance this step allows is FD_RTOL, FD_ATOL in tests/helpers/tolerance.py)
 
 
@@ -26,12 +28,22 @@ def fd_gradient(f, x, eps=EPS):
 def module_gradients(module, x, dy, eps=EPS):
     """Finite-difference dL/dx and dL/dθ for L = Σ module(x) ⊙ dy (so dL/d(output) = dy).
 
+    ``x`` may be a tuple (a module with several inputs, ``handbp.structure``) and the output and
+    ``dy`` too (a part of ``dy`` may be None: no gradient reached it); dL/dx then has x's
+    structure, with None for integer arrays (indices, which have no gradient).
+
     Each L is computed by a fresh copy of ``module`` (with its parameters perturbed in place), so
     that every point sees the module's state as it was: the same Dropout mask, the same running
     statistics. Returns ``(dx, {parameter name: dθ})``."""
-    x = np.array(x, dtype=np.float64)
-    loss = lambda: float(np.sum(copy.deepcopy(module).forward(x) * dy))
-    dx = fd_gradient(loss, x, eps)
+    def own(a):
+        a = np.asarray(a)
+        return a.copy() if a.dtype.kind in "iub" else np.array(a, dtype=np.float64)
+    x = map_structure(own, x)
+    dys = flatten(dy)
+
+    def loss():
+        out = flatten(copy.deepcopy(module).forward(x))
+        return float(sum(np.sum(o * d) for o, d in zip(out, dys) if d is not None))
+    dx = map_structure(lambda a: None if a.dtype.kind in "iub" else fd_gradient(loss, a, eps), x)
     grads = {name: fd_gradient(loss, p.data, eps) for name, p in module.named_parameters()}
     return dx, grads
-

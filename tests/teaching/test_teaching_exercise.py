@@ -31,6 +31,24 @@ SOLUTIONS = {
               "        dxp[:, :, i:i + Ho, j:j + Wo] += np.einsum('nohw,oc->nchw', dy, W[:, :, i, j])\n"
               "ph, pw = self.padding\n"
               "return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]",
+    "lstm": "dY, dh, dc = self.upstream(dy)\n"
+            "W_ih, W_hh = self.weight_ih_l0.data, self.weight_hh_l0.data\n"
+            "dx = np.empty_like(self.last_x)\n"
+            "dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), 0\n"
+            "for t in reversed(range(len(self.last_steps))):\n"
+            "    h_prev, c_prev, i, f, g, o, c = self.last_steps[t]\n"
+            "    dh = dh + dY[t]\n"
+            "    dc = dc + dh * o * (1 - np.tanh(c) ** 2)\n"
+            "    da = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g ** 2),\n"
+            "                         dh * np.tanh(c) * o * (1 - o)], axis=1)\n"
+            "    dW_ih += da.T @ self.last_x[t]\n"
+            "    dW_hh += da.T @ h_prev\n"
+            "    db = db + da.sum(axis=0)\n"
+            "    dx[t] = da @ W_ih\n"
+            "    dh, dc = da @ W_hh, dc * f\n"
+            "self.weight_ih_l0.accumulate(dW_ih)\nself.weight_hh_l0.accumulate(dW_hh)\n"
+            "self.bias_ih_l0.accumulate(db)\nself.bias_hh_l0.accumulate(db)\n"
+            "return dx",
 }
 # exercise -> (a planted mistake, the hint check must give for it)
 MISTAKES = {
@@ -45,6 +63,8 @@ MISTAKES = {
                 "flipped_kernel"),
                (SOLUTIONS["conv2d"].replace("return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]",
                                             "return dxp"), "padding")],
+    "lstm": [(SOLUTIONS["lstm"].replace("dh, dc = da @ W_hh, dc * f", "dh, dc = 0 * dh, dc * f"), "through_time"),
+             (SOLUTIONS["lstm"].replace("dh * np.tanh(c) * o", "dh * o"), "local_derivative")],
 }
 
 
