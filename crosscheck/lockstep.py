@@ -262,6 +262,7 @@ class Side:
             side.reached = 3
         except Exception as e:   # noqa: BLE001 - re-raised by lockstep unless a mismatch explains it
             side.error = e
+            _mark_phase(e, side.reached)
         return side
 
     def input_of(self, i, x):
@@ -271,6 +272,19 @@ class Side:
     def upstream_of(self, i):
         """The gradient handbp's leaf ``i`` received in the backward (None if it never got one)."""
         return self.dpred if i == len(self.paths) - 1 else self.grad_inputs.get(self.paths[i + 1])
+
+
+PHASES = ("forward", "backward", "step")     # where handbp's step stopped, by ``Side.reached``
+
+
+def _mark_phase(error, reached):
+    """Say on the exception that stopped handbp's step which phase raised it (``lockstep_phase``:
+    ``"forward"`` for the model or the loss, ``"backward"``, or the optimizer's ``"step"``): the
+    phases after it could not run, which the grading plugin scores as failed."""
+    try:
+        error.lockstep_phase = PHASES[reached]
+    except (AttributeError, TypeError):     # an exception type that takes no attributes
+        pass
 
 
 class Where:

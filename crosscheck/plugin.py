@@ -4,9 +4,11 @@
   ``--crosscheck-dtype``, ``--crosscheck-rtol``, ``--crosscheck-atol``.
 * Marker ``@pytest.mark.crosscheck(steps=, dtype=, rtol=, atol=, resync=)`` overrides them per test.
 * Fixtures: ``crosscheck`` (a ``Checker`` configured from options and marker, with ``.lockstep``)
-  and ``rng`` (a ``np.random.Generator`` seeded by base seed + crc32(node id)).
+  and ``rng`` (a ``np.random.Generator`` seeded by base seed + crc32 of the test's id in its suite).
 * The base seed is chosen once, on the controller, and handed to pytest-xdist workers, so each test
-  sees the same data serially and under ``-n``; the header prints it for replay.
+  sees the same data serially and under ``-n``; the header prints it for replay. A test's id in its
+  suite (``suite_id``) is its file's path from the suite's top folder and its name, so the seed does
+  not depend on the folder pytest runs from either.
 * Under xdist each worker caps NumPy's BLAS and torch's threads so workers do not oversubscribe.
 * A ``Divergence`` is shown as its report, not as a traceback.
 
@@ -14,9 +16,11 @@ This module loads in every pytest run of an environment where handbp is installe
 nothing heavy at load time: NumPy and handbp only inside the fixtures that need them, torch never.
 """
 import argparse
+import functools
 import math
 import os
 import random
+import shlex
 import sys
 import zlib
 
@@ -188,16 +192,77 @@ def pytest_report_header(config):
     return f"crosscheck: seed={getattr(config.option, _SEED_ATTR)}"
 
 
-def seed_for(config, nodeid):
-    """The seed a test sees: base seed + crc32(node id), independent of order and worker."""
-    return int(getattr(config.option, _SEED_ATTR)) + zlib.crc32(nodeid.encode())
+@functools.lru_cache(maxsize=None)
+def _suite_top(folder):
+    """The suite's top folder for test files in ``folder``: the first folder up that is not a
+    package (has no ``__init__.py``), the folder pytest's default import mode puts on sys.path."""
+    while os.path.exists(os.path.join(folder, "__init__.py")) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def suite_id(item):
+    """The test's id inside its suite: its file's path from the suite's top folder (see
+    ``_suite_top``), then its name with class and parameters, as in the node id
+    (``test_layers.py::test_linear[3]``). Unlike the node id it does not depend on the rootdir, so a
+    student who runs the course's tests from another folder gets the grader's seeds."""
+    path = getattr(item, "path", None)
+    if path is None:
+        return item.nodeid
+    path = os.path.abspath(str(path))
+    rel = os.path.relpath(path, _suite_top(os.path.dirname(path))).replace(os.sep, "/")
+    _, sep, name = item.nodeid.partition("::")
+    return f"{rel}::{name}" if sep else rel
+
+
+def seed_for(config, key):
+    """The seed a test sees: base seed + crc32(``key``, its ``suite_id``), independent of order,
+    worker and the folder pytest runs from."""
+    return int(getattr(config.option, _SEED_ATTR)) + zlib.crc32(key.encode())
+
+
+def replay_line(item):
+    """The command that reruns ``item`` with the data it saw: the test by its path from the folder
+    pytest was run from, the seed, and the submission when one was given: as
+    ``--crosscheck-submission`` named it, or when that names a folder (a grader's copy of what the
+    student handed in), the file in it, as the student's own copy is named; the ini's
+    ``crosscheck_replay_submission`` says otherwise."""
+    config = item.config
+    path = getattr(item, "path", None)
+    test = item.nodeid
+    if path is not None:
+        rel = os.path.relpath(str(path), str(config.invocation_params.dir))
+        if not rel.startswith(".."):
+            _, sep, name = item.nodeid.partition("::")
+            test = rel.replace(os.sep, "/") + (f"::{name}" if sep else "")
+    line = f"pytest '{test}' --crosscheck-seed={getattr(config.option, _SEED_ATTR)}"
+    submission = _replay_submission(config)
+    return f"{line} --crosscheck-submission={shlex.quote(submission)}" if submission else line
+
+
+def _replay_submission(config):
+    given = getattr(config.option, "crosscheck_submission", None)
+    if not given:
+        return None
+    try:
+        shown = config.getini("crosscheck_replay_submission")
+    except ValueError:                  # the grading plugin is not loaded
+        return given
+    if shown:
+        return shown
+    from .grading.handin import SubmissionError, locate
+    try:
+        path, root = locate(config)
+    except SubmissionError:
+        return given
+    return os.path.relpath(path, root).replace(os.sep, "/") if path != root else given
 
 
 @pytest.fixture
 def rng(request):
-    """A ``np.random.Generator`` seeded by base seed + crc32(node id)."""
+    """A ``np.random.Generator`` seeded by base seed + crc32 of the test's ``suite_id``."""
     import numpy as np
-    return np.random.default_rng(seed_for(request.config, request.node.nodeid))
+    return np.random.default_rng(seed_for(request.config, suite_id(request.node)))
 
 
 class Checker:
@@ -237,7 +302,12 @@ class Checker:
         except ValueError as e:
             raise ValueError(f"Checker.data: steps: {e}") from None
         shape = (first.in_features,) if batch is None else (batch, first.in_features)
-        out_shape = model(self.rng.normal(size=shape).astype(model.dtype)).shape
+        try:
+            out_shape = model(self.rng.normal(size=shape).astype(model.dtype)).shape
+        except Exception as e:
+            from .lockstep import PHASES, _mark_phase
+            _mark_phase(e, PHASES.index("forward"))     # (the grading plugin scores where code raised)
+            raise
         batches = []
         for _ in range(steps):
             x = self.rng.normal(size=shape).astype(model.dtype)
@@ -289,7 +359,7 @@ def crosscheck(request):
     settings = dict(steps=opt.crosscheck_steps, dtype=opt.crosscheck_dtype, rtol=opt.crosscheck_rtol,
                     atol=opt.crosscheck_atol, resync=True)
     settings.update(marker_settings(request.node))
-    return Checker(seed=seed_for(request.config, request.node.nodeid), nodeid=request.node.nodeid,
+    return Checker(seed=seed_for(request.config, suite_id(request.node)), nodeid=request.node.nodeid,
                    threads=getattr(request.config, "_crosscheck_threads", None), **settings)
 
 
@@ -301,6 +371,4 @@ def pytest_runtest_makereport(item, call):
     if report_module is not None and call.excinfo is not None \
             and isinstance(call.excinfo.value, report_module.Divergence) \
             and report.failed:
-        seed = getattr(item.config.option, _SEED_ATTR)
-        report.longrepr = (f"{call.excinfo.value.report()}\n\n"
-                           f"replay: pytest '{item.nodeid}' --crosscheck-seed={seed}")
+        report.longrepr = f"{call.excinfo.value.report()}\n\nreplay: {replay_line(item)}"

@@ -9,6 +9,14 @@ from ._torch import require_torch, to_numpy
 from .mirror import load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
 
 
+def vjp(out, dy):
+    """The scalar ``Σ out ⊙ dy``, whose backward sends exactly ``dy`` into ``out`` (its gradient
+    with respect to ``out`` is ``1 · dy``): ``out.backward(dy)`` without the upstream gradient,
+    which torch checks against ``out``'s shape through its symbolic-shapes module, importing sympy
+    (longer than importing torch itself) in the process that first does so."""
+    return (out * dy).sum()
+
+
 def group_layout(optimizer):
     """Which parameters each param group holds, by identity: a change means the twin's optimizer
     must be rebuilt (``add_param_group`` between steps)."""
@@ -164,8 +172,8 @@ class Twin:
                 continue
             pairs = [(o, d) for o, d in zip(flatten(oi), flatten_like(dy, oi))
                      if o is not None and d is not None and o.requires_grad]
-            if pairs:
-                self.torch.autograd.backward([o for o, _ in pairs], [self._tensor(d) for _, d in pairs])
+            if pairs:                   # (the scalar Σ o ⊙ d of each output: see vjp)
+                sum(vjp(o, self._tensor(d)) for o, d in pairs).backward()
             g = [None if t is None or t.grad is None else to_numpy(t.grad) for t in flatten(xi)]
             grad_inputs.append(g if type(xi) is tuple else g[0])
         pred = self._tensor(mine.out).requires_grad_(True)
@@ -201,7 +209,7 @@ class Twin:
             target = xi if quantity == "grad_input" else dict(leaf.named_parameters()).get(local)
             if target is None:
                 return None
-            (g,) = torch.autograd.grad(out, target, grad_outputs=self._tensor(dy), allow_unused=True)
+            (g,) = torch.autograd.grad(vjp(out, self._tensor(dy)), target, allow_unused=True)
             return None if g is None else g.numpy().copy()
         finally:
             with torch.no_grad():

@@ -160,15 +160,48 @@ register(hb.BCEWithLogitsLoss, lambda loss, child: nn.BCEWithLogitsLoss(reductio
 
 
 # -- optimizers -------------------------------------------------------------------------------
+_EAGER = {}
+
+
+def eager(torch_class):
+    """``torch_class`` (a ``torch.optim`` optimizer) with its compile-mode wrappers taken off.
+
+    torch.optim wraps its methods for torch.compile: ``step`` sets grad mode and marks graph breaks,
+    ``add_param_group`` and ``zero_grad`` are excluded from tracing, and each imports
+    ``torch._dynamo`` at its first call, which takes longer than importing torch itself (sympy,
+    the inductor's configuration, ...), in every process that cross-checks one step. The subclass
+    runs the same functions unwrapped, as eager mode runs them (``step`` with grad mode set to the
+    ``differentiable`` default, as its wrapper sets it), so its updates are torch's to the bit;
+    under torch.compile, use the torch class itself."""
+    sub = _EAGER.get(torch_class)
+    if sub is None:
+        base = torch.optim.Optimizer
+        raw_step = getattr(torch_class.step, "__wrapped__", None)
+        raw = {"add_param_group": getattr(base.add_param_group, "__wrapped__", None),
+               "zero_grad": getattr(base.zero_grad, "__wrapped__", None)}
+        if raw_step is None or None in raw.values():      # another torch: keep its class as it is
+            return torch_class
+
+        def step(self, closure=None):
+            with torch.set_grad_enabled(self.defaults.get("differentiable", False)):
+                return raw_step(self, closure)
+
+        sub = _EAGER[torch_class] = type(torch_class.__name__, (torch_class,),
+                                         {"step": step, **raw, "__module__": __name__,
+                                          "__doc__": f"torch.optim.{torch_class.__name__}, run eagerly "
+                                                     "(see crosscheck.twins.eager)"})
+    return sub
+
+
 def _sgd(opt, groups):
     keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-    return torch.optim.SGD([{**{k: g[k] for k in keys}, "params": g["params"]} for g in groups],
-                           lr=opt.defaults["lr"])
+    return eager(torch.optim.SGD)([{**{k: g[k] for k in keys}, "params": g["params"]} for g in groups],
+                                  lr=opt.defaults["lr"])
 
 
 def _same_groups(torch_class):
     def build(opt, groups):
-        return torch_class(groups, lr=opt.defaults["lr"])
+        return eager(torch_class)(groups, lr=opt.defaults["lr"])
     return build
 
 

@@ -15,6 +15,8 @@ COMMANDS = {
     "exercise": ("handbp.commands.exercise", "exercises: write a layer's backward (or fix a zoo bug), checked against "
                  "torch tensor by tensor"),
     "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
+    "grade": ("handbp.commands.grade", "grade students' layers: a Gradescope autograder bundle, or a folder of "
+                                       "submissions on this machine"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``handbp bench [numerical|engine|lockstep|conv|rnn]``.
+"""Benchmarks that print figures: ``handbp bench [numerical|engine|lockstep|conv|rnn|grading]``.
 
 Each suite lives in ``handbp.benchmarks.<suite>`` with ``add_arguments(parser)`` and
 ``run(args) -> int``. Timings are medians over repeats, measured side by side in one run, with
@@ -12,6 +12,8 @@ SUITES = {
     "lockstep": "crosscheck's lockstep cost per step, and pytest -n 2 against serial",
     "conv": "handbp's Conv2d forward and backward against torch's, float32 and float64, time and peak memory",
     "rnn": "handbp's LSTM (GRU, RNN) forward + backward over a sequence against torch eager",
+    "grading": "grading the example course: one submission serially, a batch 1 and N at a time, the plugin's "
+               "start-up cost",
 }
 
 
