@@ -14,7 +14,7 @@ COMMANDS = {
     "zoo": ("handbp.commands.zoo", "run the bug zoo: classic backprop bugs, each caught by crosscheck with its hint"),
     "exercise": ("handbp.commands.exercise", "exercises: write a layer's backward (or fix a zoo bug), checked against "
                  "torch tensor by tensor"),
-    "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical vs backprop, engine, lockstep)"),
+    "bench": ("handbp.commands.bench", "benchmarks that print figures (numerical, engine, lockstep, conv, rnn, grading)"),
     "grade": ("handbp.commands.grade", "grade students' layers: a Gradescope autograder bundle, or a folder of "
                                        "submissions on this machine"),
 }
