@@ -54,11 +54,12 @@ def assert_ulps(a, b, dtype, terms=None):
 
 
 def silu_terms(x, dy):
-    """SiLU's dx = dy · σ(1 + x(1 − σ)) cancels where x(1 − σ) ≈ −1 (x ≈ −1.28, its minimum): the
-    rounding of σ and of the sum is relative to |dy| · σ(1 + |x|(1 − σ)), not to dx."""
+    """SiLU's dx = dy · σ(1 + x(1 − σ)) cancels where x(1 − σ) ≈ −1 (x ≈ −1.28, its minimum), and
+    1 − σ, taken from a rounded σ ≈ 1, carries σ's own rounding (eps · σ) times |x| (at x ≈ 7 that
+    is 7 ulps of dx): the rounding is relative to |dy| · σ(1 + |x|(1 − σ) + |x|σ), not to dx."""
     x = x.astype(np.float64)
     s = 0.5 * (1 + np.tanh(0.5 * x))
-    return np.abs(dy) * s * (1 + np.abs(x) * (1 - s))
+    return np.abs(dy) * s * (1 + np.abs(x) * (1 - s) + np.abs(x) * s)
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
