@@ -55,6 +55,19 @@ def median_time(fn, repeats, warmup=1, min_time=0.0):
     return statistics.median(times)
 
 
+def block_time(fn, min_time, clock=time.perf_counter):
+    """Seconds per call of ``fn`` on ``clock``, timing as many calls as fill ``min_time``."""
+    n = 1
+    while True:
+        start = clock()
+        for _ in range(n):
+            fn()
+        t = clock() - start
+        if t >= min_time:
+            return t / n
+        n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
+
+
 def torch_sgd_step(model, x, y, lr=0.01):
     """The same training step as handbp's on the notebook's network (a Sequential of Linear and
     Sigmoid), in torch eager from the same weights: zero_grad, forward, ½·mean((h − y)²), backward,

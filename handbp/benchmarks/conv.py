@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .common import fix_threads, machine_line
+from .common import block_time, fix_threads, machine_line
 
 SIZE = {"batch": 64, "in_channels": 16, "out_channels": 32, "height": 28, "width": 28, "kernel": 3, "padding": 1}
 QUICK = {"batch": 4, "in_channels": 2, "out_channels": 3, "height": 8, "width": 8, "kernel": 3, "padding": 1}
@@ -76,19 +76,6 @@ def make_steps(size, dtype, rng):
     return handbp_step, torch_step
 
 
-def _block(fn, min_time):
-    """Seconds per call, timing as many calls as fill ``min_time``."""
-    n = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        t = time.perf_counter() - start
-        if t >= min_time:
-            return t / n
-        n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
-
-
 def measure_time(size, dtype, repeats, min_time):
     """Per round, seconds per step of each side (interleaved); their medians and the median ratio."""
     handbp_step, torch_step = make_steps(size, np.dtype(dtype), np.random.default_rng(0))
@@ -99,7 +86,7 @@ def measure_time(size, dtype, repeats, min_time):
     rounds = {k: [] for k in steps}
     for _ in range(repeats):
         for k, f in steps.items():
-            rounds[k].append(_block(f, min_time / len(steps)))
+            rounds[k].append(block_time(f, min_time / len(steps)))
     med = {k: statistics.median(v) for k, v in rounds.items()}
     ratio = statistics.median(h / t for h, t in zip(rounds["handbp"], rounds["torch"])) if "torch" in rounds else None
     return {"seconds": med, "handbp/torch": ratio, "rounds": rounds}

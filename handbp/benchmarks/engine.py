@@ -10,11 +10,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-from .common import fix_threads, machine_line, torch_sgd_step
+from .common import block_time, fix_threads, machine_line, torch_sgd_step
 
 # (hidden depth, width, batch); batch 1 is one unbatched sample (in_features,), as in the notebook
 SIZES = [(5, 32, 1), (20, 128, 1), (5, 256, 256), (3, 1024, 512)]
@@ -98,19 +97,6 @@ def make_steps(depth, width, batch, dtype, rng):
     return {"handbp": handbp_step, "torch": torch_step, "minimal": minimal_step}, params
 
 
-def _block(fn, min_time):
-    """Seconds per call, timing as many calls as fill ``min_time``."""
-    n, t = 1, 0.0
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        t = time.perf_counter() - start
-        if t >= min_time:
-            return t / n
-        n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
-
-
 def measure(sizes, repeats, min_time, dtype, progress=None):
     """One row per size: median seconds per step of each method, median per-round ratios, and the
     per-round figures themselves (``rounds``). A progress bar only when stderr is a terminal."""
@@ -129,7 +115,7 @@ def measure(sizes, repeats, min_time, dtype, progress=None):
         times = {m: [] for m in methods}
         for _ in range(repeats):                # interleaved: noise hits every method alike
             for m in methods:
-                times[m].append(_block(steps[m], min_time / len(methods)))
+                times[m].append(block_time(steps[m], min_time / len(methods)))
             if bar is not None:
                 bar.update(1)
         med = {m: statistics.median(v) for m, v in times.items()}

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ..commands import have_torch
-from .common import fix_threads, machine_line
+from .common import block_time, fix_threads, machine_line
 
 # (batch, hidden, length); input size = hidden
 SIZES = [(1, 32, 50), (64, 256, 50)]
@@ -102,19 +102,6 @@ def make_calls(kind, batch, hidden, length, dtype, rng):
     return handbp_call, torch_call
 
 
-def _block(fn, min_time, clock=time.process_time):
-    """Seconds per call, timing as many calls as fill ``min_time`` on ``clock``."""
-    n = 1
-    while True:
-        start = clock()
-        for _ in range(n):
-            fn()
-        t = clock() - start
-        if t >= min_time:
-            return t / n
-        n = max(n * 2, int(n * min_time / max(t, 1e-9)) + 1)
-
-
 def measure(kinds, sizes, dtypes, repeats, min_time, progress=None, clock=time.process_time):
     rows = []
     if progress is None:
@@ -130,7 +117,7 @@ def measure(kinds, sizes, dtypes, repeats, min_time, progress=None, clock=time.p
                 mine(), theirs()                              # warm up
                 rounds = []
                 for _ in range(repeats):                      # interleaved: noise hits both alike
-                    rounds.append((_block(mine, min_time / 2, clock), _block(theirs, min_time / 2, clock)))
+                    rounds.append((block_time(mine, min_time / 2, clock), block_time(theirs, min_time / 2, clock)))
                     if bar is not None:
                         bar.update(1)
                 rows.append({"kind": kind, "batch": batch, "hidden": hidden, "length": length, "dtype": dtype,
