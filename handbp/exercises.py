@@ -361,26 +361,12 @@ class LSTM(hb.LSTM):
 }
 
 
-def _batches(rng, n_in, n_out, steps=3, batch=5, classes=False):
-    return [(rng.normal(size=(batch, n_in)),
-             rng.integers(0, n_out, batch) if classes else rng.normal(size=(batch, n_out))) for _ in range(steps)]
-
-
-def _run(model, loss, rng, n_in, n_out, classes=False):
-    return model, loss, optim.SGD(model.parameters(), lr=0.1), _batches(rng, n_in, n_out, classes=classes)
-
-
-def _images(model, rng, steps=3, batch=4):
-    """The run of an exercise on images: batches of 2-channel 5 × 4 images, 2 targets each."""
-    data = [(rng.normal(size=(batch, 2, 5, 4)), rng.normal(size=(batch, 2))) for _ in range(steps)]
-    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
-
-
-def _sequences(model, rng, steps=3, length=5, batch=2):
-    """The run of an exercise on sequences: (length, batch, 3) inputs, time first, 2 targets for
-    each step of each sequence."""
-    data = [(rng.normal(size=(length, batch, 3)), rng.normal(size=(length * batch, 2))) for _ in range(steps)]
-    return model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), data
+def _run(model, loss, rng, x_shape, y_shape, classes=None, steps=3):
+    """The run an exercise is checked on: ``model``, ``loss``, SGD and ``steps`` batches of inputs
+    of ``x_shape`` with targets of ``y_shape`` (class indices below ``classes``, or reals)."""
+    data = [(rng.normal(size=x_shape),
+             rng.integers(0, classes, y_shape) if classes else rng.normal(size=y_shape)) for _ in range(steps)]
+    return model, loss, optim.SGD(model.parameters(), lr=0.1), data
 
 
 def _skeleton(spec, name, cls):
@@ -397,19 +383,22 @@ def _exercise(name, spec, cls, build):
 
 LAYERS = [
     _exercise("sigmoid", SIGMOID, "Sigmoid", lambda cls, rng: _run(
-        Sequential(Linear(3, 4, rng=rng), cls(), Linear(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
+        Sequential(Linear(3, 4, rng=rng), cls(), Linear(4, 2, rng=rng)), MSELoss(), rng, (5, 3), (5, 2))),
     _exercise("linear", LINEAR, "Linear", lambda cls, rng: _run(
-        Sequential(cls(3, 4, rng=rng), Tanh(), cls(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
+        Sequential(cls(3, 4, rng=rng), Tanh(), cls(4, 2, rng=rng)), MSELoss(), rng, (5, 3), (5, 2))),
     _exercise("mse", MSE, "MeanSquaredError", lambda cls, rng: _run(
-        Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 2, rng=rng)), cls(), rng, 3, 2)),
+        Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 2, rng=rng)), cls(), rng, (5, 3), (5, 2))),
     _exercise("softmax-cross-entropy", SOFTMAX_CE, "CrossEntropyLoss", lambda cls, rng: _run(
-        Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 3, rng=rng)), cls(), rng, 3, 3, classes=True)),
+        Sequential(Linear(3, 4, rng=rng), Tanh(), Linear(4, 3, rng=rng)), cls(), rng, (5, 3), (5,), classes=3)),
     _exercise("batchnorm1d", BATCHNORM, "BatchNorm1d", lambda cls, rng: _run(
-        Sequential(Linear(3, 4, rng=rng), cls(4), Tanh(), Linear(4, 2, rng=rng)), MSELoss(), rng, 3, 2)),
-    _exercise("conv2d", CONV2D, "Conv2d", lambda cls, rng: _images(
-        Sequential(cls(2, 3, 3, padding=1, rng=rng), Tanh(), Flatten(), Linear(3 * 5 * 4, 2, rng=rng)), rng)),
-    _exercise("lstm", LSTM_SPEC, "LSTM", lambda cls, rng: _sequences(
-        Sequential(cls(3, 4, rng=rng), SelectOutput(0), Flatten(0, 1), Linear(4, 2, rng=rng)), rng)),
+        Sequential(Linear(3, 4, rng=rng), cls(4), Tanh(), Linear(4, 2, rng=rng)), MSELoss(), rng, (5, 3), (5, 2))),
+    _exercise("conv2d", CONV2D, "Conv2d", lambda cls, rng: _run(
+        Sequential(cls(2, 3, 3, padding=1, rng=rng), Tanh(), Flatten(), Linear(3 * 5 * 4, 2, rng=rng)), MSELoss(),
+        rng, (4, 2, 5, 4), (4, 2))),
+    # time first: sequences of 5 steps, a batch of 2, 3 features; a target for every step
+    _exercise("lstm", LSTM_SPEC, "LSTM", lambda cls, rng: _run(
+        Sequential(cls(3, 4, rng=rng), SelectOutput(0), Flatten(0, 1), Linear(4, 2, rng=rng)), MSELoss(),
+        rng, (5, 2, 3), (10, 2))),
 ]
 
 
