@@ -62,7 +62,10 @@ def grade_all(tests, submissions, out_dir, *, jobs=1, seed=0, timeout=60.0, run_
         raise FileNotFoundError(f"grade run: TESTS_DIR: {tests} is not a folder")
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"grade run: -j: expected a positive integer, got {jobs!r}")
-    todo = [_Job(name, os.path.abspath(path), out_dir) for name, path in submissions_in(submissions)]
+    # absolute: each submission's pytest runs from the tests' parent folder, where a relative
+    # ``out_dir`` would name another folder (and its results.json would never be found here)
+    results_dir = os.path.abspath(out_dir)
+    todo = [_Job(name, os.path.abspath(path), results_dir) for name, path in submissions_in(submissions)]
     cwd = os.path.dirname(tests)
     extra = list(extra) + (["-o", f"crosscheck_submission_file={submission_file}"] if submission_file else [])
     fresh = fresh or not hasattr(os, "fork")
