@@ -22,18 +22,46 @@ COMMANDS = {
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="handbp", description="Hand-written NumPy backprop, cross-checked against PyTorch.")
+    parser.passthrough = {}          # command -> its attribute for the words after ``--`` (see parse)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_) in COMMANDS.items():
         mod = importlib.import_module(module)     # (commands import torch only inside run)
-        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
+        p = sub.add_parser(name, help=help_, description=description(mod.__doc__ or help_))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+        if getattr(mod, "PASSTHROUGH", None):
+            parser.passthrough[name] = mod.PASSTHROUGH
     return parser
 
 
+def description(doc):
+    """A command's ``--help`` description: its module docstring's first paragraph, all of it (its
+    first line alone stopped mid-sentence: "beside the torch")."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def parse(parser, argv):
+    """``parser.parse_args(argv)``, where a command that declares ``PASSTHROUGH`` (the name of its
+    list of arguments for another program: ``handbp grade run ... -- PYTEST_ARGS``) gets every word
+    after the first ``--`` there. argparse alone hands them to that positional only when no option
+    stands between the command's other positionals and ``--`` (``grade run T S -j 2 -- -x`` was
+    refused as unrecognized arguments)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        head, rest = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        command = next((word for word in head if not word.startswith("-")), None)
+        if command in parser.passthrough:
+            args = parser.parse_args(head)
+            name = parser.passthrough[command]
+            setattr(args, name, list(getattr(args, name)) + rest)
+            return args
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse(parser, argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -40,6 +40,9 @@ def _integer(low):
 _jobs, _seed = _integer(1), _integer(0)
 
 
+PASSTHROUGH = "pytest_args"      # every word after ``--`` (handbp.cli.parse)
+
+
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="grade_command", metavar="{bundle,run}")
     sub.required = True
