@@ -27,7 +27,8 @@ COURSE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
 
 def add_arguments(parser):
     parser.add_argument("--course", default=COURSE, help="the course folder: tests/ and submissions/ (default: "
-                                                         "the example course)")
+                                                         "the example course, examples/course in the source "
+                                                         "repository)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of the serial runs (default 5)")
     parser.add_argument("--serial-submissions", default="correct,mixed_a", metavar="NAMES",
                         help="the submissions graded serially, comma-separated (default: correct,mixed_a)")
@@ -165,6 +166,10 @@ def run(args):
         raise ValueError(f"--ceiling-rounds: expected an integer ≥ 0, got {args.ceiling_rounds}")
     course = os.path.abspath(args.course)
     names = [n for n in args.serial_submissions.split(",") if n]
+    if args.course == COURSE and not os.path.isdir(COURSE):
+        # an installed wheel holds the packages only; the example course is in the source repository
+        raise ValueError("--course: the example course (examples/course) comes with the source repository, not "
+                         "with the installed package; give a course folder (tests/ and submissions/) with --course")
     for sub in ("tests", "submissions"):
         if not os.path.isdir(os.path.join(course, sub)):
             raise ValueError(f"--course: expected a folder holding tests/ and submissions/, got {args.course!r}")

@@ -37,6 +37,11 @@ def run(args):
                              ("--hidden-depth", args.hidden_depth, 0), ("--width", args.width, 1)):
         if value < low:
             raise ValueError(f"{name}: expected an integer ≥ {low}, got {value}")
+    if args.png:      # checked before the step is explained, not after (a traceback below the output)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError('--png: needs matplotlib: pip install "handbp[plot]"') from None
     if not args.lr >= 0:
         raise ValueError(f"--lr: expected a number ≥ 0, got {args.lr}")
     rng = np.random.default_rng(args.seed)

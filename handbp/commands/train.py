@@ -90,7 +90,8 @@ def add_arguments(parser):
     sequences.add_argument("--clip", type=float, default=1.0, help="clip the gradient's norm to this before each "
                            "step (hb.nn.utils.clip_grad_norm_; 0: no clipping; default 1)")
     sequences.add_argument("--corpus", metavar="PATH", default=None, help="the text of chars (default: the "
-                           "project's docs/teaching.ko.md)")
+                           "project's docs/teaching.ko.md in a source checkout; in an installed package, "
+                           "which has no docs, the docstrings of handbp's modules)")
 
 
 def _positive(name, value, integer=True):
