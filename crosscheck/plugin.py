@@ -10,7 +10,8 @@
   suite (``suite_id``) is its file's path from the suite's top folder and its name, so the seed does
   not depend on the folder pytest runs from either.
 * Under xdist each worker caps NumPy's BLAS and torch's threads so workers do not oversubscribe.
-* A ``Divergence`` is shown as its report, not as a traceback.
+* A ``Divergence`` is shown as its report, not as a traceback; a test that needs torch where it is
+  not installed, as the one line saying how to install it.
 
 This module loads in every pytest run of an environment where handbp is installed, so it imports
 nothing heavy at load time: NumPy and handbp only inside the fixtures that need them, torch never.
@@ -372,3 +373,7 @@ def pytest_runtest_makereport(item, call):
             and isinstance(call.excinfo.value, report_module.Divergence) \
             and report.failed:
         report.longrepr = f"{call.excinfo.value.report()}\n\nreplay: {replay_line(item)}"
+    hint = sys.modules.get("crosscheck._torch")             # not imported: no install hint can have been raised
+    if hint is not None and call.excinfo is not None and report.failed \
+            and isinstance(call.excinfo.value, ImportError) and str(call.excinfo.value).startswith(hint.INSTALL_HINT):
+        report.longrepr = str(call.excinfo.value)   # torch is missing: the line saying how to install it, not a traceback
