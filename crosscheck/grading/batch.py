@@ -135,7 +135,10 @@ def _start(job, args, cwd, fresh):
             os.dup2(log.fileno(), 2)
             os.chdir(cwd)
             import pytest
-            code = int(pytest.main(args))
+            # pytest marks an installed plugin's packages (the wheel's handbp and crosscheck) for
+            # assertion rewriting and warns that they are imported already: here on purpose, by
+            # the warm-up, so the warning would only be noise in every submission's log
+            code = int(pytest.main(["-W", "ignore::pytest.PytestAssertRewriteWarning", *args]))
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
