@@ -1,6 +1,8 @@
 """Explain one training step, module by module: forward, loss, backward and update, beside the torch
 twin's values (crosscheck.explain) when torch is installed, handbp's alone (hb.explain) otherwise."""
 
+import os
+
 import numpy as np
 
 from . import have_torch
@@ -47,6 +49,8 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     dtype = np.dtype(args.dtype)
     if args.checkpoint:
+        if not os.path.isfile(args.checkpoint):
+            raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint!r}")
         model = hb.load(args.checkpoint)
     else:
         model = hb.DNN(args.hidden_depth, args.width, 3, 2, activation=ACTIVATIONS[args.activation],

@@ -1,7 +1,8 @@
 """The command line as a user of the installed wheel meets it: every command's ``--help`` says its
 whole first sentence; ``-- PYTEST_ARGS`` reaches ``handbp grade`` wherever the options stand;
 ``explain --png`` without matplotlib is one line before any output, not a traceback after it; and
-``bench grading`` without the example course (the wheel holds the packages only) says where it is."""
+``bench grading`` without the example course (the wheel holds the packages only) says where it is;
+``explain --checkpoint`` of a missing file names the option."""
 import subprocess
 import sys
 
@@ -55,3 +56,11 @@ def test_bench_grading_without_the_example_course_says_where_it_is(tmp_path, mon
     assert "--course" in err and "Traceback" not in err
     assert main(["bench", "grading", "--course", str(tmp_path)]) == 2     # a folder given, but not a course
     assert "expected a folder holding tests/ and submissions/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["missing.npz", "a/folder/"])
+def test_explain_names_the_checkpoint_option_for_a_missing_file(tmp_path, capsys, path):
+    (tmp_path / "a" / "folder").mkdir(parents=True)
+    target = str(tmp_path / path)
+    assert main(["explain", "--no-torch", "--checkpoint", target]) == 2
+    assert capsys.readouterr().err == f"handbp explain: error: --checkpoint: no such file: {target!r}\n"
