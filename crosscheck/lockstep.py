@@ -88,6 +88,12 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             x, y = _pair(item, step)
             plan.follow(optimizer)             # the user's loop may have changed anything since the last step
             twins.sync(plan, optimizer)
+            built = built_state(plan, optimizer, twins, tol, step, x, ratio_tol)
+            if built is not None:
+                trace.divergence, trace.elapsed = built, time.perf_counter() - t0
+                if raise_on_divergence:
+                    raise built
+                return trace
             before = {n: p.data.copy() for n, p in plan.params}
             side = Side.run(model, loss, optimizer, x, y, rec, plan)
             tw, rf = twins.step(x, y, side)
@@ -434,6 +440,44 @@ def _state_value(v):
     if hasattr(v, "detach"):
         return v.detach().numpy().astype(np.float64) if v.ndim == 0 else v.detach().numpy()
     return np.asarray(v, dtype=np.float64)
+
+
+def built_state(plan, optimizer, twins, tol, step, x, ratio_tol):
+    """The optimizer state handbp's constructor made (Adagrad's ``sum``, before any step) against
+    the state torch's constructor makes, once per twin optimizer built: sync copies handbp's state
+    into the twin before every step, so without this a wrong initial state would be copied over and
+    never seen. Only a parameter whose handbp state has ``step`` 0 is compared (a state loaded or
+    carried from earlier steps is the user's). Returns a ``Divergence``, or None."""
+    built = [t.constructed if t is not None else {} for t in (twins.twin, twins.ref)]
+    twins.twin.constructed = {}
+    if twins.ref is not None:
+        twins.ref.constructed = {}
+    rows = []
+    for p, n in plan.opt_named:
+        mine, theirs = optimizer.state.get(p), built[0].get(p)
+        if not mine or not theirs or "step" not in mine or float(mine["step"]) != 0:
+            continue
+        refs = built[1].get(p, {})
+        for key in sorted(set(mine) | set(theirs)):
+            a = mine.get(key)
+            a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
+            rows.append((plan.state_key(n, key), a, theirs.get(key), refs.get(key)))
+    if not rows:
+        return None
+    keys, A, B, R = zip(*rows)
+    float32 = tol.mode == "float32-rule"
+    result = evaluate_arrays(Layout(keys), A, B, R if float32 else None, tol)
+    if not result.failing:
+        return None
+    failing = []
+    for k in result.failing:
+        c = Check(*keys[k], A[k], B[k], R[k] if float32 else None)
+        c.result = result.results[k]
+        failing.append(c)
+    others = [f"(before step {step}: the state {type(optimizer).__name__}'s constructor made, against the "
+              "state torch's own constructor makes with the same param groups)"]
+    others += [f"{c.label}: max rel {max_rel(c):.3g}" for c in failing[1:]]
+    return Divergence(step, failing[0], tol, _context(x, None), others, ratio_tol, [c.quantity for c in failing])
 
 
 # -- the verdict -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 from handbp.structure import flatten, flatten_like, map_structure
 
 from ._torch import require_torch, to_numpy
-from .mirror import load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
+from .mirror import build_optimizer, load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
 
 
 def vjp(out, dy):
@@ -52,8 +52,14 @@ class Twin:
         self._mirror_optimizer(optimizer)
 
     def _mirror_optimizer(self, optimizer):
-        self.optimizer = mirror(optimizer, self.model)
+        self.optimizer = build_optimizer(optimizer, self.model)
         self.mapping = twin_param_map(optimizer, self.model)
+        # The state torch's constructor makes (Adagrad's ``sum``), kept before handbp's replaces it:
+        # since every step starts from handbp's state, this is the one look at the state handbp's
+        # constructor made (lockstep compares the two before the first step)
+        self.constructed = {p: {k: _state_copy(v) for k, v in self.optimizer.state[tp].items()}
+                            for p, tp in self.mapping.items() if self.optimizer.state.get(tp)}
+        load_optimizer_state(optimizer, self.optimizer, self.mapping)
         self.groups_seen = group_layout(optimizer)
         owned = {id(t) for t in self.mapping.values()}
         self.owned = [id(t) in owned for t in self.param_list]   # zero_grad clears only these
@@ -215,6 +221,14 @@ class Twin:
             with torch.no_grad():
                 for k, t in leaf.state_dict(keep_vars=True).items():
                     t.copy_(saved[k])
+
+
+def _state_copy(v):
+    """An optimizer state entry as a NumPy copy (a scalar ``step`` as a float64 0-d array)."""
+    if hasattr(v, "detach"):
+        v = v.detach().numpy()
+        return v.astype(np.float64) if v.ndim == 0 else v.copy()
+    return np.asarray(v, dtype=np.float64)
 
 
 def _numpy(t):
