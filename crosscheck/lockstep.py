@@ -16,7 +16,11 @@ different results. The twin's optimizer clears the gradients of its own paramete
 
 This also keeps errors from compounding: two correct implementations drift apart when run freely
 (rounding differences grow with the dynamics), and each step here measures only its own error.
-State is compared after the step, before the next copy, so a bug in how it is stored is caught.
+State is compared after the step, before the next copy, so a bug in how it is stored is caught;
+the state an optimizer's constructor makes (Adagrad's ``sum``) is compared with torch's before the
+first step (``built_state``). The twin's optimizer steps with handbp's gradients, once they are
+compared: the update then carries only the optimizer's rounding, not the gradients' (a gradient
+that is pure rounding noise, divided by its own size in Adagrad or RMSprop, differs by 100%).
 With ``resync=False`` a third, free-running twin (it follows modes and hyperparameters, not
 values) records the drift per step beside the per-step checks, so the drift can be seen, and told
 apart from a bug.
@@ -337,8 +341,8 @@ class Twins:
         """The twins' steps: their own (float64), or module by module on handbp's inputs (float32,
         once handbp has its gradients). Returns the twin's values and the reference's (or None)."""
         try:
-            if self.ref is None:
-                tw, rf = self.twin.step(x, y), None
+            if self.ref is None:      # (the update from handbp's gradients, once it has them: see Twin.step)
+                tw, rf = self.twin.step(x, y, update_with=side.grads if side.reached >= 3 else None), None
             elif side.reached >= 2:
                 tw, rf = self.twin.local_step(x, y, side), self.ref.local_step(x, y, side)
             else:   # handbp failed before its gradients: compare the twins' own steps

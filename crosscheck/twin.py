@@ -113,10 +113,14 @@ class Twin:
             return self._tensor(a).requires_grad_(True)
         return one(x) if type(x) is not tuple else map_structure(one, x)
 
-    def step(self, x, y, record=True):
+    def step(self, x, y, record=True, update_with=None):
         """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
         the gradient of every leaf's input and every parameter (``torch.autograd.grad``), the
-        optimizer's zero_grad (its own parameters) and step. Returns NumPy values: ``outputs``,
+        optimizer's zero_grad (its own parameters) and step. ``update_with``: handbp's gradients (by
+        parameter name), which the optimizer then steps with instead of the twin's own, so that the
+        update and the state carry only the optimizer's rounding (a gradient that is rounding noise,
+        as a bias before a BatchNorm has, differs by 100% between two correct sides, and RMSprop or
+        Adam divides it by its own size). Returns NumPy values: ``outputs``,
         ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name). A leaf
         whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
         its input gradients as a list, one per array of its input (None where none reached it)."""
@@ -143,6 +147,11 @@ class Twin:
                 p.grad = g
             elif g is not None:
                 p.grad = p.grad + g
+        if update_with is not None:
+            own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
+            for n, p in self.params.items():      # (a gradient of the wrong shape: the twin's own, reported)
+                g = update_with.get(n)
+                p.grad = None if g is None else self._tensor(g) if np.shape(g) == tuple(p.shape) else p.grad
         self.optimizer.step()
         if not record:
             return None
@@ -157,8 +166,9 @@ class Twin:
             grads = [None] * (len(ins) - k) + grads        # (no gradient for integer inputs)
             grad_inputs, grad_pred = grads[:-1], grads[-1]
             outputs = [o.detach().numpy() for o in ins[1:]]
-        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(),
-                    grads={n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()})
+        if update_with is None:
+            own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
+        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(), grads=own)
 
     def local_step(self, x, y, mine):
         """Each module on handbp's own inputs: leaf i gets handbp's input to leaf i for its forward

@@ -1,7 +1,8 @@
-"""What an optimizer's constructor does, cross-checked: the twin is built with the same constructor
-arguments as handbp's optimizer, and the state a constructor makes before any step (Adagrad's
+"""The torch twin's optimizer, cross-checked as a user drives it: it is built with the same
+constructor arguments as handbp's; the state a constructor makes before any step (Adagrad's
 ``sum``) is compared with torch's, since every lockstep step copies handbp's state into the twin
-and would otherwise carry a wrong initial state over unseen."""
+and would otherwise carry a wrong initial state over unseen; and the twin's update is made from
+handbp's gradients, so it carries only the optimizer's own rounding."""
 import numpy as np
 import pytest
 
@@ -91,3 +92,41 @@ def test_the_twin_is_built_with_handbps_constructor_arguments(opt_class, kwargs,
     twin = cc.mirror(opt, cc.mirror(model))
     for key, value in kwargs.items():
         assert twin.defaults[key] == value, key
+
+
+# -- the update from handbp's gradients ------------------------------------------------------
+@pytest.mark.parametrize("opt_class, kwargs", [
+    (hb.optim.Adagrad, {}),
+    (hb.optim.RMSprop, dict(centered=True, momentum=0.9)),
+    (hb.optim.Adam, {}),
+    (hb.optim.SGD, dict(momentum=0.9)),
+])
+def test_a_gradient_of_pure_rounding_noise_is_not_a_divergence(opt_class, kwargs, rng):
+    """A bias before a BatchNorm has a gradient of exactly 0 in exact arithmetic: each side holds
+    its own rounding noise (~1e-17, passed by the gradient's noise floor). Adagrad divides it by
+    its own size (an update of ±lr) and centered RMSprop by nearly its own size, so an update made
+    from the twin's noise instead of handbp's differed by 100%: a correct Linear → BatchNorm1d was
+    reported at its bias on every seed. The twin's optimizer now steps with handbp's gradients."""
+    model = hb.Sequential(hb.Linear(4, 6, rng=rng), hb.BatchNorm1d(6), hb.Tanh(), hb.Linear(6, 3, rng=rng))
+    opt = opt_class(model.parameters(), lr=0.01, **kwargs)
+    data = [(rng.normal(size=(8, 4)), rng.normal(size=(8, 3))) for _ in range(4)]
+    assert len(cc.lockstep(model, hb.MSELoss(), opt, data)) == 4
+
+
+def test_the_float64_twin_updates_with_the_gradients_it_is_given(rng):
+    """Twin.step(update_with=...): the gradients it reports are its own, the update uses the given ones."""
+    from crosscheck.twin import Twin
+    model = hb.Sequential(hb.Linear(3, 2, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.5)
+    twin = Twin(model, hb.MSELoss(), opt, [""])
+    given = {n: np.full_like(p.data, 0.25) for n, p in model.named_parameters()}
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    result = twin.step(x, y, update_with=given)
+    model(x)
+    loss = hb.MSELoss()
+    loss(model(x), y)
+    model.zero_grad()
+    model.backward(loss.backward())
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(result["grads"][n], p.grad, rtol=1e-12, atol=1e-14)    # its own
+        np.testing.assert_array_equal(twin.views[n], p.data - 0.5 * 0.25)                  # the given ones
