@@ -18,9 +18,10 @@ This also keeps errors from compounding: two correct implementations drift apart
 (rounding differences grow with the dynamics), and each step here measures only its own error.
 State is compared after the step, before the next copy, so a bug in how it is stored is caught;
 the state an optimizer's constructor makes (Adagrad's ``sum``) is compared with torch's before the
-first step (``built_state``). The twin's optimizer steps with handbp's gradients, once they are
-compared: the update then carries only the optimizer's rounding, not the gradients' (a gradient
-that is pure rounding noise, divided by its own size in Adagrad or RMSprop, differs by 100%).
+first step (``built_state``). The twin's optimizer steps with handbp's gradient of each parameter
+whose gradient agrees with the twin's (``Twins._agreeing``): the update then carries only the
+optimizer's rounding, not the gradients' (a gradient that is pure rounding noise, divided by its
+own size in Adagrad or RMSprop, differs by 100%), while a wrong gradient still shows in the update.
 With ``resync=False`` a third, free-running twin (it follows modes and hyperparameters, not
 values) records the drift per step beside the per-step checks, so the drift can be seen, and told
 apart from a bug.
@@ -51,7 +52,7 @@ from .diagnose import diagnose
 from .mirror import SUPPORTED_DTYPES
 from .recheck import recheck
 from .report import Divergence, NonFiniteError
-from .tolerance import default_tolerance
+from .tolerance import default_tolerance, elementwise_allowed, scaled_atol
 from .trace import Trace
 from .twin import Twin, group_layout
 
@@ -325,6 +326,7 @@ class Twins:
     (``ref``; it also judges the recheck), and with ``resync=False`` a free-running twin."""
 
     def __init__(self, model, loss, optimizer, plan, tol, resync):
+        self.tol = tol
         self.twin = Twin(model, loss, optimizer, plan.paths)
         self.ref = Twin(model, loss, optimizer, plan.paths, dtype=np.float64) if tol.mode == "float32-rule" else None
         self.free = Twin(model, loss, optimizer, plan.paths) if not resync else None
@@ -342,7 +344,7 @@ class Twins:
         once handbp has its gradients). Returns the twin's values and the reference's (or None)."""
         try:
             if self.ref is None:      # (the update from handbp's gradients, once it has them: see Twin.step)
-                tw, rf = self.twin.step(x, y, update_with=side.grads if side.reached >= 3 else None), None
+                tw, rf = self.twin.step(x, y, update_with=self._agreeing(side) if side.reached >= 3 else None), None
             elif side.reached >= 2:
                 tw, rf = self.twin.local_step(x, y, side), self.ref.local_step(x, y, side)
             else:   # handbp failed before its gradients: compare the twins' own steps
@@ -354,6 +356,32 @@ class Twins:
                 raise side.error from None     # bad input: handbp's own error says what is wrong
             raise
         return tw, rf
+
+    def _agreeing(self, side):
+        """What the twin's optimizer steps with (float64): handbp's gradient of each parameter whose
+        gradient agrees with the twin's own under the tolerance rule, the twin's own elsewhere.
+
+        Where they agree, the update then carries only the optimizer's rounding: a gradient that is
+        pure rounding noise (a bias before a BatchNorm: exactly 0 in exact arithmetic, passed by the
+        noise floor of ``scaled_atol``) differs by 100% between two correct sides, and Adagrad or
+        centered RMSprop divides it by its own size, so the two updates from it differ by ±lr.
+        Where they disagree (a bug in the backward), the twin keeps its own: the update shows what
+        the wrong gradient did, as a plain torch loop would."""
+        tol, mine = self.tol, side.grads
+
+        def choose(own):
+            peak = max((float(np.abs(b).max(initial=0.0)) for b in own.values() if b is not None), default=0.0)
+            chosen = {}
+            for n, b in own.items():
+                a = mine.get(n)
+                if a is None or b is None or a.shape != b.shape or not np.isfinite(a).all():
+                    continue
+                abs_b = np.abs(b)
+                atol = scaled_atol(tol, float(abs_b.max(initial=0.0)), peak)
+                if np.all(np.abs(a - b) <= elementwise_allowed(tol, atol, abs_b)):
+                    chosen[n] = a
+            return chosen
+        return choose
 
     def drift(self, plan):
         """The largest relative difference between handbp's parameters and the free twin's."""

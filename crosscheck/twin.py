@@ -116,11 +116,9 @@ class Twin:
     def step(self, x, y, record=True, update_with=None):
         """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
         the gradient of every leaf's input and every parameter (``torch.autograd.grad``), the
-        optimizer's zero_grad (its own parameters) and step. ``update_with``: handbp's gradients (by
-        parameter name), which the optimizer then steps with instead of the twin's own, so that the
-        update and the state carry only the optimizer's rounding (a gradient that is rounding noise,
-        as a bias before a BatchNorm has, differs by 100% between two correct sides, and RMSprop or
-        Adam divides it by its own size). Returns NumPy values: ``outputs``,
+        optimizer's zero_grad (its own parameters) and step. ``update_with(own)``: given the twin's
+        own gradients (by parameter name), the ones to step with instead (handbp's, where they
+        agree with the twin's: see ``lockstep.Twins.step``). Returns NumPy values: ``outputs``,
         ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name). A leaf
         whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
         its input gradients as a list, one per array of its input (None where none reached it)."""
@@ -149,9 +147,8 @@ class Twin:
                 p.grad = p.grad + g
         if update_with is not None:
             own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
-            for n, p in self.params.items():      # (a gradient of the wrong shape: the twin's own, reported)
-                g = update_with.get(n)
-                p.grad = None if g is None else self._tensor(g) if np.shape(g) == tuple(p.shape) else p.grad
+            for n, g in update_with(own).items():
+                self.params[n].grad = self._tensor(g)
         self.optimizer.step()
         if not record:
             return None

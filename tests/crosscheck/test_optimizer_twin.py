@@ -114,19 +114,40 @@ def test_a_gradient_of_pure_rounding_noise_is_not_a_divergence(opt_class, kwargs
 
 
 def test_the_float64_twin_updates_with_the_gradients_it_is_given(rng):
-    """Twin.step(update_with=...): the gradients it reports are its own, the update uses the given ones."""
+    """Twin.step(update_with=...): the gradients it reports are its own; the update uses the ones
+    ``update_with`` picks (here the weight's), and the twin's own for the others."""
     from crosscheck.twin import Twin
     model = hb.Sequential(hb.Linear(3, 2, rng=rng))
     opt = hb.optim.SGD(model.parameters(), lr=0.5)
     twin = Twin(model, hb.MSELoss(), opt, [""])
-    given = {n: np.full_like(p.data, 0.25) for n, p in model.named_parameters()}
+    given = np.full_like(model[0].weight.data, 0.25)
     x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
-    result = twin.step(x, y, update_with=given)
-    model(x)
+    result = twin.step(x, y, update_with=lambda own: {"0.weight": given})
     loss = hb.MSELoss()
     loss(model(x), y)
-    model.zero_grad()
     model.backward(loss.backward())
     for n, p in model.named_parameters():
         np.testing.assert_allclose(result["grads"][n], p.grad, rtol=1e-12, atol=1e-14)    # its own
-        np.testing.assert_array_equal(twin.views[n], p.data - 0.5 * 0.25)                  # the given ones
+    np.testing.assert_array_equal(twin.views["0.weight"], model[0].weight.data - 0.5 * given)
+    np.testing.assert_allclose(twin.views["0.bias"], model[0].bias.data - 0.5 * model[0].bias.grad,
+                               rtol=1e-12, atol=1e-14)
+
+
+class BiasGradOff(hb.Linear):
+    """A bias gradient 1% too large: the twin steps with its own there, so the update shows it."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.bias.grad *= 1.01
+        return dx
+
+
+def test_a_wrong_gradient_still_shows_in_the_update(rng):
+    """Only a gradient that agrees is used for the twin's update: a 1% wrong one is reported at
+    the gradient, and the update it made is listed among the other mismatches."""
+    model = hb.Sequential(BiasGradOff(4, 3, rng=rng))
+    opt = hb.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(cc.Divergence) as info:
+        cc.lockstep(model, hb.MSELoss(), opt, [(rng.normal(size=(5, 4)), rng.normal(size=(5, 3)))])
+    d = info.value
+    assert (d.name, d.quantity) == ("0.bias (BiasGradOff)", "grad") and "param" in d.mismatched_quantities
