@@ -86,6 +86,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     twins = Twins(model, loss, optimizer, plan, tol, resync)
     trace = Trace(tol, np.dtype(model.dtype), resync)
     previous_grads = {}
+    masks = MaskCounts(plan)
     t0 = time.perf_counter()
     rec = Recorder(plan.leaf_list, keep=("outputs", "grad_inputs"))
     with rec, threads_taking_turns(torch):     # (see threads_taking_turns: the pools would fight)
@@ -107,6 +108,13 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             layout, result, failing = judge(plan, rows, tol, step, where)
             if failing and side.error is None:
                 failing = recheck(failing, twins.judge, tol, where)
+            if not failing and side.error is None:
+                wrong = masks.count(plan, side)
+                if wrong is not None:
+                    trace.divergence, trace.elapsed = masks.divergence(wrong, step, tol, x), time.perf_counter() - t0
+                    if raise_on_divergence:
+                        raise trace.divergence
+                    return trace
             if side.error is not None and not failing:
                 raise side.error
             if not failing and result.nonfinite.any():
@@ -510,6 +518,56 @@ def built_state(plan, optimizer, twins, tol, step, x, ratio_tol):
               "state torch's own constructor makes with the same param groups)"]
     others += [f"{c.label}: max rel {max_rel(c):.3g}" for c in failing[1:]]
     return Divergence(step, failing[0], tol, _context(x, None), others, ratio_tol, [c.quantity for c in failing])
+
+
+class MaskCounts:
+    """How often each Dropout of the model kept an element, over the run, against Bernoulli(1 − p).
+
+    The twin drops what handbp's mask drops (torch cannot draw the same random numbers), so a mask
+    drawn wrong (kept with probability p instead of 1 − p) would pass every comparison: its
+    frequency is the one thing left to check. Reported when the count of kept elements is further
+    from its mean than Bernstein's inequality allows at a probability of e^−``LOG_ODDS`` (about
+    1e-15) per check, ``L/3 + √(L²/9 + 2Lσ²)``: about 8.4 σ for large counts, and never below
+    23 elements for rare drops, where the normal approximation fails; for p = 0 or 1 (no
+    randomness) a count other than all or nothing."""
+
+    LOG_ODDS = 35.0
+
+    def __init__(self, plan):
+        self.leaves = [(i, path, m) for i, (path, m) in enumerate(plan.leaf_list) if isinstance(m, hb.Dropout)]
+        self.labels = plan.leaf_labels
+        self.counts = {i: [0, 0, 0.0, 0.0] for i, _, _ in self.leaves}    # kept, drawn, mean, variance
+
+    def count(self, plan, side):
+        """Add this step's masks; the first Dropout whose count is out of bounds, else None."""
+        for i, path, m in self.leaves:
+            mask = m.last_mask
+            if not m.training or path not in side.outputs or mask is None or not 0 <= m.p <= 1:
+                continue
+            c = self.counts[i]
+            n = int(np.size(mask))
+            c[0] += int(np.count_nonzero(mask))
+            c[1] += n
+            c[2] += n * (1 - m.p)
+            c[3] += n * m.p * (1 - m.p)
+            L = self.LOG_ODDS
+            if abs(c[0] - c[2]) > (L / 3 + (L * L / 9 + 2 * L * c[3]) ** 0.5 if c[3] > 0 else 0.5):
+                return i, m
+        return None
+
+    def divergence(self, wrong, step, tol, x):
+        i, m = wrong
+        kept, drawn, mean, var = self.counts[i]
+        check = Check(self.labels[i], "mask", np.array([kept / drawn]), np.array([mean / drawn]))
+        check.result = {"max_abs": abs(kept - mean) / drawn, "mismatched": 1, "total": 1}
+        d = Divergence(step, check, tol, _context(x, None))
+        d.hint = "forward"
+        d.diagnosis = (f"handbp's {type(m).__name__} kept {kept} of the {drawn} elements its masks drew up to this "
+                       f"step ({kept / drawn:.1%}), where Bernoulli(1 − p) with p = {m.p:g} keeps {mean / drawn:.1%} "
+                       f"(± {var ** 0.5 / drawn:.1%}): its mask is drawn wrong (the twin drops what handbp's mask "
+                       "drops, so only how often it keeps can be checked)")
+        d.args = (d.report(),)
+        return d
 
 
 # -- the verdict -------------------------------------------------------------------------
