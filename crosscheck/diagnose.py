@@ -129,6 +129,7 @@ def _zero(check, a, b, what):
     if check.quantity in ("grad", "grad_pred"):
         return "zero", ("handbp is zero everywhere torch is not: this never received a gradient "
                         "(the backward does not reach it, or writes it elsewhere)"), None
+    what = "value" if what == "it" else what
     return "zero", f"handbp's {what} is zero everywhere torch's is not", None
 
 

@@ -16,7 +16,12 @@ different results. The twin's optimizer clears the gradients of its own paramete
 
 This also keeps errors from compounding: two correct implementations drift apart when run freely
 (rounding differences grow with the dynamics), and each step here measures only its own error.
-State is compared after the step, before the next copy, so a bug in how it is stored is caught.
+State is compared after the step, before the next copy, so a bug in how it is stored is caught;
+the state an optimizer's constructor makes (Adagrad's ``sum``) is compared with torch's before the
+first step (``built_state``). The twin's optimizer steps with handbp's gradient of each parameter
+whose gradient agrees with the twin's (``Twins._agreeing``): the update then carries only the
+optimizer's rounding, not the gradients' (a gradient that is pure rounding noise, divided by its
+own size in Adagrad or RMSprop, differs by 100%), while a wrong gradient still shows in the update.
 With ``resync=False`` a third, free-running twin (it follows modes and hyperparameters, not
 values) records the drift per step beside the per-step checks, so the drift can be seen, and told
 apart from a bug.
@@ -47,7 +52,7 @@ from .diagnose import diagnose
 from .mirror import SUPPORTED_DTYPES
 from .recheck import recheck
 from .report import Divergence, NonFiniteError
-from .tolerance import default_tolerance
+from .tolerance import default_tolerance, elementwise_allowed, scaled_atol
 from .trace import Trace
 from .twin import Twin, group_layout
 
@@ -81,6 +86,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
     twins = Twins(model, loss, optimizer, plan, tol, resync)
     trace = Trace(tol, np.dtype(model.dtype), resync)
     previous_grads = {}
+    masks = MaskCounts(plan)
     t0 = time.perf_counter()
     rec = Recorder(plan.leaf_list, keep=("outputs", "grad_inputs"))
     with rec, threads_taking_turns(torch):     # (see threads_taking_turns: the pools would fight)
@@ -88,6 +94,12 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             x, y = _pair(item, step)
             plan.follow(optimizer)             # the user's loop may have changed anything since the last step
             twins.sync(plan, optimizer)
+            built = built_state(plan, optimizer, twins, tol, step, x, ratio_tol)
+            if built is not None:
+                trace.divergence, trace.elapsed = built, time.perf_counter() - t0
+                if raise_on_divergence:
+                    raise built
+                return trace
             before = {n: p.data.copy() for n, p in plan.params}
             side = Side.run(model, loss, optimizer, x, y, rec, plan)
             tw, rf = twins.step(x, y, side)
@@ -96,6 +108,13 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             layout, result, failing = judge(plan, rows, tol, step, where)
             if failing and side.error is None:
                 failing = recheck(failing, twins.judge, tol, where)
+            if not failing and side.error is None:
+                wrong = masks.count(plan, side)
+                if wrong is not None:
+                    trace.divergence, trace.elapsed = masks.divergence(wrong, step, tol, x), time.perf_counter() - t0
+                    if raise_on_divergence:
+                        raise trace.divergence
+                    return trace
             if side.error is not None and not failing:
                 raise side.error
             if not failing and result.nonfinite.any():
@@ -315,6 +334,7 @@ class Twins:
     (``ref``; it also judges the recheck), and with ``resync=False`` a free-running twin."""
 
     def __init__(self, model, loss, optimizer, plan, tol, resync):
+        self.tol = tol
         self.twin = Twin(model, loss, optimizer, plan.paths)
         self.ref = Twin(model, loss, optimizer, plan.paths, dtype=np.float64) if tol.mode == "float32-rule" else None
         self.free = Twin(model, loss, optimizer, plan.paths) if not resync else None
@@ -331,8 +351,8 @@ class Twins:
         """The twins' steps: their own (float64), or module by module on handbp's inputs (float32,
         once handbp has its gradients). Returns the twin's values and the reference's (or None)."""
         try:
-            if self.ref is None:
-                tw, rf = self.twin.step(x, y), None
+            if self.ref is None:      # (the update from handbp's gradients, once it has them: see Twin.step)
+                tw, rf = self.twin.step(x, y, update_with=self._agreeing(side) if side.reached >= 3 else None), None
             elif side.reached >= 2:
                 tw, rf = self.twin.local_step(x, y, side), self.ref.local_step(x, y, side)
             else:   # handbp failed before its gradients: compare the twins' own steps
@@ -344,6 +364,32 @@ class Twins:
                 raise side.error from None     # bad input: handbp's own error says what is wrong
             raise
         return tw, rf
+
+    def _agreeing(self, side):
+        """What the twin's optimizer steps with (float64): handbp's gradient of each parameter whose
+        gradient agrees with the twin's own under the tolerance rule, the twin's own elsewhere.
+
+        Where they agree, the update then carries only the optimizer's rounding: a gradient that is
+        pure rounding noise (a bias before a BatchNorm: exactly 0 in exact arithmetic, passed by the
+        noise floor of ``scaled_atol``) differs by 100% between two correct sides, and Adagrad or
+        centered RMSprop divides it by its own size, so the two updates from it differ by ±lr.
+        Where they disagree (a bug in the backward), the twin keeps its own: the update shows what
+        the wrong gradient did, as a plain torch loop would."""
+        tol, mine = self.tol, side.grads
+
+        def choose(own):
+            peak = max((float(np.abs(b).max(initial=0.0)) for b in own.values() if b is not None), default=0.0)
+            chosen = {}
+            for n, b in own.items():
+                a = mine.get(n)
+                if a is None or b is None or a.shape != b.shape or not np.isfinite(a).all():
+                    continue
+                abs_b = np.abs(b)
+                atol = scaled_atol(tol, float(abs_b.max(initial=0.0)), peak)
+                if np.all(np.abs(a - b) <= elementwise_allowed(tol, atol, abs_b)):
+                    chosen[n] = a
+            return chosen
+        return choose
 
     def drift(self, plan):
         """The largest relative difference between handbp's parameters and the free twin's."""
@@ -434,6 +480,94 @@ def _state_value(v):
     if hasattr(v, "detach"):
         return v.detach().numpy().astype(np.float64) if v.ndim == 0 else v.detach().numpy()
     return np.asarray(v, dtype=np.float64)
+
+
+def built_state(plan, optimizer, twins, tol, step, x, ratio_tol):
+    """The optimizer state handbp's constructor made (Adagrad's ``sum``, before any step) against
+    the state torch's constructor makes, once per twin optimizer built: sync copies handbp's state
+    into the twin before every step, so without this a wrong initial state would be copied over and
+    never seen. Only a parameter whose handbp state has ``step`` 0 is compared (a state loaded or
+    carried from earlier steps is the user's). Returns a ``Divergence``, or None."""
+    built = [t.constructed if t is not None else {} for t in (twins.twin, twins.ref)]
+    twins.twin.constructed = {}
+    if twins.ref is not None:
+        twins.ref.constructed = {}
+    rows = []
+    for p, n in plan.opt_named:
+        mine, theirs = optimizer.state.get(p), built[0].get(p)
+        if not mine or not theirs or "step" not in mine or float(mine["step"]) != 0:
+            continue
+        refs = built[1].get(p, {})
+        for key in sorted(set(mine) | set(theirs)):
+            a = mine.get(key)
+            a = None if a is None else np.asarray(a, dtype=np.float64 if key == "step" else None)
+            rows.append((plan.state_key(n, key), a, theirs.get(key), refs.get(key)))
+    if not rows:
+        return None
+    keys, A, B, R = zip(*rows)
+    float32 = tol.mode == "float32-rule"
+    result = evaluate_arrays(Layout(keys), A, B, R if float32 else None, tol)
+    if not result.failing:
+        return None
+    failing = []
+    for k in result.failing:
+        c = Check(*keys[k], A[k], B[k], R[k] if float32 else None)
+        c.result = result.results[k]
+        failing.append(c)
+    others = [f"(before step {step}: the state {type(optimizer).__name__}'s constructor made, against the "
+              "state torch's own constructor makes with the same param groups)"]
+    others += [f"{c.label}: max rel {max_rel(c):.3g}" for c in failing[1:]]
+    return Divergence(step, failing[0], tol, _context(x, None), others, ratio_tol, [c.quantity for c in failing])
+
+
+class MaskCounts:
+    """How often each Dropout of the model kept an element, over the run, against Bernoulli(1 − p).
+
+    The twin drops what handbp's mask drops (torch cannot draw the same random numbers), so a mask
+    drawn wrong (kept with probability p instead of 1 − p) would pass every comparison: its
+    frequency is the one thing left to check. Reported when the count of kept elements is further
+    from its mean than Bernstein's inequality allows at a probability of e^−``LOG_ODDS`` (about
+    1e-15) per check, ``L/3 + √(L²/9 + 2Lσ²)``: about 8.4 σ for large counts, and never below
+    23 elements for rare drops, where the normal approximation fails; for p = 0 or 1 (no
+    randomness) a count other than all or nothing."""
+
+    LOG_ODDS = 35.0
+
+    def __init__(self, plan):
+        self.leaves = [(i, path, m) for i, (path, m) in enumerate(plan.leaf_list) if isinstance(m, hb.Dropout)]
+        self.labels = plan.leaf_labels
+        self.counts = {i: [0, 0, 0.0, 0.0] for i, _, _ in self.leaves}    # kept, drawn, mean, variance
+
+    def count(self, plan, side):
+        """Add this step's masks; the first Dropout whose count is out of bounds, else None."""
+        for i, path, m in self.leaves:
+            mask = m.last_mask
+            if not m.training or path not in side.outputs or mask is None or not 0 <= m.p <= 1:
+                continue
+            c = self.counts[i]
+            n = int(np.size(mask))
+            c[0] += int(np.count_nonzero(mask))
+            c[1] += n
+            c[2] += n * (1 - m.p)
+            c[3] += n * m.p * (1 - m.p)
+            L = self.LOG_ODDS
+            if abs(c[0] - c[2]) > (L / 3 + (L * L / 9 + 2 * L * c[3]) ** 0.5 if c[3] > 0 else 0.5):
+                return i, m
+        return None
+
+    def divergence(self, wrong, step, tol, x):
+        i, m = wrong
+        kept, drawn, mean, var = self.counts[i]
+        check = Check(self.labels[i], "mask", np.array([kept / drawn]), np.array([mean / drawn]))
+        check.result = {"max_abs": abs(kept - mean) / drawn, "mismatched": 1, "total": 1}
+        d = Divergence(step, check, tol, _context(x, None))
+        d.hint = "forward"
+        d.diagnosis = (f"handbp's {type(m).__name__} kept {kept} of the {drawn} elements its masks drew up to this "
+                       f"step ({kept / drawn:.1%}), where Bernoulli(1 − p) with p = {m.p:g} keeps {mean / drawn:.1%} "
+                       f"(± {var ** 0.5 / drawn:.1%}): its mask is drawn wrong (the twin drops what handbp's mask "
+                       "drops, so only how often it keeps can be checked)")
+        d.args = (d.report(),)
+        return d
 
 
 # -- the verdict -------------------------------------------------------------------------

@@ -108,6 +108,14 @@ def state_to_torch(key, value, like):
 
 def mirror_optimizer(optimizer, twin):
     """A ``torch.optim`` optimizer over ``twin``'s parameters with the same hyperparameters and state."""
+    topt = build_optimizer(optimizer, twin)
+    load_optimizer_state(optimizer, topt, twin_param_map(optimizer, twin))
+    return topt
+
+
+def build_optimizer(optimizer, twin):
+    """The torch optimizer over ``twin``'s parameters with ``optimizer``'s param groups, as its own
+    constructor leaves it: with the state it makes itself (Adagrad's ``sum``), not handbp's."""
     fn = optimizer_twin(optimizer)
     if fn is None:
         raise MirrorError(f"cannot mirror optimizer {type(optimizer).__name__}: no torch twin is registered; "
@@ -115,9 +123,7 @@ def mirror_optimizer(optimizer, twin):
     mapping = twin_param_map(optimizer, twin)
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [mapping[p] for p in g["params"]]}
               for g in optimizer.param_groups]
-    topt = fn(optimizer, groups)
-    load_optimizer_state(optimizer, topt, mapping)
-    return topt
+    return fn(optimizer, groups)
 
 
 def load_optimizer_state(optimizer, topt, mapping):

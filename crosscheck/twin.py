@@ -6,7 +6,7 @@ import numpy as np
 from handbp.structure import flatten, flatten_like, map_structure
 
 from ._torch import require_torch, to_numpy
-from .mirror import load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
+from .mirror import build_optimizer, load_optimizer_state, mirror, target_tensor, torch_dtype, twin_param_map
 
 
 def vjp(out, dy):
@@ -52,8 +52,14 @@ class Twin:
         self._mirror_optimizer(optimizer)
 
     def _mirror_optimizer(self, optimizer):
-        self.optimizer = mirror(optimizer, self.model)
+        self.optimizer = build_optimizer(optimizer, self.model)
         self.mapping = twin_param_map(optimizer, self.model)
+        # The state torch's constructor makes (Adagrad's ``sum``), kept before handbp's replaces it:
+        # since every step starts from handbp's state, this is the one look at the state handbp's
+        # constructor made (lockstep compares the two before the first step)
+        self.constructed = {p: {k: _state_copy(v) for k, v in self.optimizer.state[tp].items()}
+                            for p, tp in self.mapping.items() if self.optimizer.state.get(tp)}
+        load_optimizer_state(optimizer, self.optimizer, self.mapping)
         self.groups_seen = group_layout(optimizer)
         owned = {id(t) for t in self.mapping.values()}
         self.owned = [id(t) in owned for t in self.param_list]   # zero_grad clears only these
@@ -107,10 +113,12 @@ class Twin:
             return self._tensor(a).requires_grad_(True)
         return one(x) if type(x) is not tuple else map_structure(one, x)
 
-    def step(self, x, y, record=True):
+    def step(self, x, y, record=True, update_with=None):
         """The twin's own training step: forward leaf by leaf, loss, one backward pass that returns
         the gradient of every leaf's input and every parameter (``torch.autograd.grad``), the
-        optimizer's zero_grad (its own parameters) and step. Returns NumPy values: ``outputs``,
+        optimizer's zero_grad (its own parameters) and step. ``update_with(own)``: given the twin's
+        own gradients (by parameter name), the ones to step with instead (handbp's, where they
+        agree with the twin's: see ``lockstep.Twins.step``). Returns NumPy values: ``outputs``,
         ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name). A leaf
         whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
         its input gradients as a list, one per array of its input (None where none reached it)."""
@@ -137,6 +145,10 @@ class Twin:
                 p.grad = g
             elif g is not None:
                 p.grad = p.grad + g
+        if update_with is not None:
+            own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
+            for n, g in update_with(own).items():
+                self.params[n].grad = self._tensor(g)
         self.optimizer.step()
         if not record:
             return None
@@ -151,8 +163,9 @@ class Twin:
             grads = [None] * (len(ins) - k) + grads        # (no gradient for integer inputs)
             grad_inputs, grad_pred = grads[:-1], grads[-1]
             outputs = [o.detach().numpy() for o in ins[1:]]
-        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(),
-                    grads={n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()})
+        if update_with is None:
+            own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
+        return dict(outputs=outputs, grad_inputs=grad_inputs, grad_pred=grad_pred, loss=loss.item(), grads=own)
 
     def local_step(self, x, y, mine):
         """Each module on handbp's own inputs: leaf i gets handbp's input to leaf i for its forward
@@ -215,6 +228,14 @@ class Twin:
             with torch.no_grad():
                 for k, t in leaf.state_dict(keep_vars=True).items():
                     t.copy_(saved[k])
+
+
+def _state_copy(v):
+    """An optimizer state entry as a NumPy copy (a scalar ``step`` as a float64 0-d array)."""
+    if hasattr(v, "detach"):
+        v = v.detach().numpy()
+        return v.astype(np.float64) if v.ndim == 0 else v.copy()
+    return np.asarray(v, dtype=np.float64)
 
 
 def _numpy(t):

@@ -11,6 +11,7 @@ upstream gradient ``dy`` (float64), the module's parameters before the step (by 
 what is rechecked (``"grad_input"`` or a parameter's local name); None falls back to the
 absolute-value run.
 """
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -193,15 +194,23 @@ def eager(torch_class):
     return sub
 
 
+def _defaults(opt, torch_class):
+    """handbp's constructor arguments (``opt.defaults``) that ``torch_class``'s constructor takes:
+    torch reads some of them from its own defaults after construction, not from a param group
+    (Adagrad fills the ``sum`` of a parameter added later with ``defaults["initial_accumulator_value"]``)."""
+    accepted = inspect.signature(torch_class.__init__).parameters
+    return {k: v for k, v in opt.defaults.items() if k in accepted and k != "params"}
+
+
 def _sgd(opt, groups):
     keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
     return eager(torch.optim.SGD)([{**{k: g[k] for k in keys}, "params": g["params"]} for g in groups],
-                                  lr=opt.defaults["lr"])
+                                  **_defaults(opt, torch.optim.SGD))
 
 
 def _same_groups(torch_class):
     def build(opt, groups):
-        return eager(torch_class)(groups, lr=opt.defaults["lr"])
+        return eager(torch_class)(groups, **_defaults(opt, torch_class))
     return build
 
 
