@@ -96,10 +96,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             twins.sync(plan, optimizer)
             built = built_state(plan, optimizer, twins, tol, step, x, ratio_tol)
             if built is not None:
-                trace.divergence, trace.elapsed = built, time.perf_counter() - t0
-                if raise_on_divergence:
-                    raise built
-                return trace
+                return _stopped(trace, built, t0, raise_on_divergence)
             before = {n: p.data.copy() for n, p in plan.params}
             side = Side.run(model, loss, optimizer, x, y, rec, plan)
             tw, rf = twins.step(x, y, side)
@@ -111,10 +108,7 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             if not failing and side.error is None:
                 wrong = masks.count(plan, side)
                 if wrong is not None:
-                    trace.divergence, trace.elapsed = masks.divergence(wrong, step, tol, x), time.perf_counter() - t0
-                    if raise_on_divergence:
-                        raise trace.divergence
-                    return trace
+                    return _stopped(trace, masks.divergence(wrong, step, tol, x), t0, raise_on_divergence)
             if side.error is not None and not failing:
                 raise side.error
             if not failing and result.nonfinite.any():
@@ -127,16 +121,20 @@ def lockstep(model, loss, optimizer, data, *, rtol=None, atol=None, resync=True,
             if twins.free is not None:
                 trace.drift.append(twins.drift(plan))
             if failing:
-                trace.divergence = _divergence(step, failing, tol, ratio_tol, x, side)
-                trace.elapsed = time.perf_counter() - t0
-                if raise_on_divergence:
-                    raise trace.divergence
-                return trace
+                return _stopped(trace, _divergence(step, failing, tol, ratio_tol, x, side), t0, raise_on_divergence)
             previous_grads = side.grads or {}
     if not len(trace):
         raise ValueError("lockstep: data: expected at least one (x, y) pair, got none: a check of zero steps "
                          "would pass on nothing")
     trace.elapsed = time.perf_counter() - t0
+    return trace
+
+
+def _stopped(trace, divergence, t0, raise_on_divergence):
+    """The trace of a run stopped at ``divergence``, or the divergence raised when asked to."""
+    trace.divergence, trace.elapsed = divergence, time.perf_counter() - t0
+    if raise_on_divergence:
+        raise divergence
     return trace
 
 
