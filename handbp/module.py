@@ -14,13 +14,13 @@ structures (``handbp.structure``). Sequential passes whatever a child returns on
 Names follow torch: ``named_parameters()`` of a ``Sequential`` yields ``"0.weight"``, ``"0.bias"``,
 ``"2.weight"``, ..., so a ``state_dict`` here has the same keys and shapes as its torch twin's.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from . import structure, validate
-from .errors import (CallOrderError, LayerError, LayerTypeError, LayerValueError, StateDictKeyError, as_float_array,
-                     check_finite, describe)
+from .errors import (ArgumentTypeError, CallOrderError, LayerError, LayerTypeError, LayerValueError,
+                     StateDictKeyError, as_float_array, check_finite, describe)
 
 
 def own_float_array(x, name, dtype):
@@ -36,6 +36,17 @@ def own_floats(x, name, dtype):
     if type(x) is tuple:
         return tuple(own_floats(part, f"{name}[{i}]", dtype) for i, part in enumerate(x))
     return own_float_array(x, name, dtype)
+
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns, as torch's ``_IncompatibleKeys``: the model's keys the
+    state_dict lacked and the state_dict's keys the model lacks (both empty under ``strict``)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<All keys matched successfully>" if not (self.missing_keys or self.unexpected_keys) \
+            else super().__repr__()
 
 
 class Parameter:
@@ -131,18 +142,22 @@ class Module:
         d = self.__dict__
         if name in registered or isinstance(value, (Parameter, Module)):
             # an array assigned to a buffer's name stays that buffer, as in torch
-            keep_buffer = name in d["_buffers"] and isinstance(value, np.ndarray)
-            for table in (self._parameters, self._modules, self._buffers):
-                table.pop(name, None)
-            registered.add(name)
             if isinstance(value, Parameter):
-                self._parameters[name] = value
+                home = self._parameters
             elif isinstance(value, Module):
-                self._modules[name] = value
-            elif keep_buffer:
-                self._buffers[name] = True
+                home = self._modules
             else:
+                home = d["_buffers"] if name in d["_buffers"] and isinstance(value, np.ndarray) else None
+            # leave the name where it is in its own table (a dict keeps a replaced key's place), so
+            # that replacing a weight keeps torch's state_dict order; drop it from the others
+            for table in (self._parameters, self._modules, self._buffers):
+                if table is not home:
+                    table.pop(name, None)
+            if home is None:
                 registered.discard(name)    # a plain attribute from now on
+            else:
+                registered.add(name)
+                home[name] = True if home is d["_buffers"] else value
         d[name] = value          # plain attributes (the caches) take this path alone
 
     def register_buffer(self, name, array):
@@ -213,15 +228,31 @@ class Module:
             self, f"grad_output: expected shape {shape} and {expected} (the last forward's output), got {describe(dy)}")
 
     # -- parameters
-    def named_parameters(self, prefix=""):
-        """Yield ``(name, Parameter)`` pairs, own parameters first, then each child's, as torch."""
-        for name, p in self._parameters.items():
-            yield prefix + name, p
-        for name, m in self._modules.items():
-            yield from m.named_parameters(prefix + name + ".")
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """Yield ``(name, Parameter)`` pairs, own parameters first, then each child's, as torch.
 
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
+        A Parameter held by two modules (tied weights) is yielded once, under its first name, as
+        torch does by default: an optimizer or ``clip_grad_norm_`` given ``model.parameters()``
+        must see it once (its ``grad`` already sums both uses). ``remove_duplicate=False`` yields
+        every name; ``recurse=False`` only this module's own parameters."""
+        recurse = validate.flag((self, "named_parameters"), "recurse", recurse)
+        seen = set() if validate.flag((self, "named_parameters"), "remove_duplicate", remove_duplicate) else None
+        return self._named_parameters(prefix, recurse, seen)
+
+    def _named_parameters(self, prefix, recurse, seen):
+        for name, p in self._parameters.items():
+            if seen is not None:
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+            yield prefix + name, p
+        if recurse:
+            for name, m in self._modules.items():
+                yield from m._named_parameters(prefix + name + ".", True, seen)
+
+    def parameters(self, recurse=True):
+        """The Parameters of ``named_parameters(recurse=recurse)``, each once, as a list."""
+        return [p for _, p in self.named_parameters(recurse=recurse)]
 
     def named_buffers(self, prefix=""):
         for name in self._buffers:
@@ -312,15 +343,20 @@ class Module:
 
         Checked first, all of it: with ``strict`` the names must be exactly this module's; each
         array's shape and dtype must match. On any error nothing is changed.
+
+        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``, as torch does, so that
+        ``strict=False`` tells what was left out.
         """
         strict = validate.flag(f"{type(self).__name__}.load_state_dict", "strict", strict)
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {describe(state_dict)}")
-        targets = OrderedDict((n, ("param", p)) for n, p in self.named_parameters())
+        targets = OrderedDict()         # every key of state_dict(), in its order (a tied weight under each name)
         for path, m in self.named_modules():
+            prefix = f"{path}." if path else ""
+            for name, p in m._parameters.items():
+                targets[prefix + name] = ("param", p)
             for name in m._buffers:
-                key = f"{path}.{name}" if path else name
-                targets[key] = ("buffer", (m, name))
+                targets[prefix + name] = ("buffer", (m, name))
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
@@ -344,6 +380,7 @@ class Module:
             else:
                 m, name = target
                 object.__setattr__(m, name, np.array(arr, copy=True))
+        return IncompatibleKeys(missing, unexpected)
 
     def config_args(self):
         """Constructor arguments that rebuild this module (used by checkpoints)."""
@@ -463,9 +500,16 @@ class Sequential(Module):
         mods = list(self._modules.values())
         if isinstance(idx, slice):
             return Sequential(*mods[idx])
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+            raise ArgumentTypeError(f"Sequential: index: expected an integer or a slice, got {describe(idx)}")
+        if not -len(mods) <= idx < len(mods):
+            raise IndexError(f"Sequential: index: expected an integer in [{-len(mods)}, {len(mods)}), got {idx}")
         return mods[idx]
 
     def append(self, module):
+        """Add ``module`` at the end, named ``str(len(self))``; returns self."""
+        if not isinstance(module, Module):
+            raise ArgumentTypeError(f"Sequential.append: module: expected a handbp Module, got {describe(module)}")
         setattr(self, str(len(self)), module)
         return self
 
