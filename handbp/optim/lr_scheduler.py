@@ -73,12 +73,29 @@ class LRScheduler:
         expected = set(self.state_dict())
         if set(state_dict) != expected:
             raise KeyError(f"{name}.load_state_dict: expected keys {sorted(expected)}, got {sorted(state_dict)}")
+        owner = f"{name}.load_state_dict"
+        values = dict(state_dict)
         for key in ("base_lrs", "_last_lr"):
-            if len(state_dict[key]) != len(self.optimizer.param_groups):
-                raise ValueError(f"{name}.load_state_dict: '{key}': expected {len(self.optimizer.param_groups)} "
-                                 f"values (one per param group), got {len(state_dict[key])}")
-        for key, value in state_dict.items():
-            setattr(self, key, list(value) if isinstance(value, list) else value)
+            lrs = values[key]
+            if not isinstance(lrs, (list, tuple)):
+                validate.fail(owner, key, "a list of learning rates (one per param group)", lrs, ArgumentTypeError)
+            if len(lrs) != len(self.optimizer.param_groups):
+                raise ValueError(f"{owner}: '{key}': expected {len(self.optimizer.param_groups)} "
+                                 f"values (one per param group), got {len(lrs)}")
+            values[key] = [validate.number(owner, f"{key}[{i}]", lr) for i, lr in enumerate(lrs)]
+        # every value checked as the constructor checks it, before any is set: a wrong one would
+        # otherwise surface epochs later, inside get_lr
+        values["last_epoch"] = validate.integer(owner, "last_epoch", values["last_epoch"], low=-1)
+        values["_step_count"] = validate.integer(owner, "_step_count", values["_step_count"], low=0)
+        for key in self._hyperparameters:
+            values[key] = self._check(owner, key, values[key])
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def _check(cls, owner, key, value):
+        """Hyperparameter ``key`` checked as the constructor checks it. Subclasses write it."""
+        raise NotImplementedError
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyperparameters)
@@ -100,9 +117,15 @@ class StepLR(LRScheduler):
     _hyperparameters = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = validate.integer("StepLR", "step_size", step_size, low=1)
-        self.gamma = validate.number("StepLR", "gamma", gamma)
+        self.step_size = self._check("StepLR", "step_size", step_size)
+        self.gamma = self._check("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    @classmethod
+    def _check(cls, owner, key, value):
+        if key == "step_size":
+            return validate.integer(owner, key, value, low=1)
+        return validate.number(owner, key, value)
 
     def get_lr(self):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -124,8 +147,12 @@ class ExponentialLR(LRScheduler):
     _hyperparameters = ("gamma",)
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = validate.number("ExponentialLR", "gamma", gamma)
+        self.gamma = self._check("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    @classmethod
+    def _check(cls, owner, key, value):
+        return validate.number(owner, key, value)
 
     def get_lr(self):
         if self._is_initial:
@@ -154,9 +181,15 @@ class CosineAnnealingLR(LRScheduler):
     _hyperparameters = ("T_max", "eta_min")
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self.T_max = validate.integer("CosineAnnealingLR", "T_max", T_max, low=1)
-        self.eta_min = validate.number("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = self._check("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = self._check("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
+
+    @classmethod
+    def _check(cls, owner, key, value):
+        if key == "T_max":
+            return validate.integer(owner, key, value, low=1)
+        return validate.number(owner, key, value)
 
     def get_lr(self):
         groups, t, T, lo = self.optimizer.param_groups, self.last_epoch, self.T_max, self.eta_min

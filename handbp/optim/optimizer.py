@@ -177,9 +177,25 @@ class Optimizer:
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'state' and 'param_groups', "
                              f"got {describe(state_dict)}")
-        saved = state_dict["param_groups"]
+        saved, state = state_dict["param_groups"], state_dict["state"]
+        # the layout first, so that a malformed dict gets a message, not a TypeError from inside
+        if not isinstance(saved, (list, tuple)):
+            raise ArgumentTypeError(f"{name}.load_state_dict: 'param_groups': expected a list of dicts, "
+                                    f"got {describe(saved)}")
+        for k, s in enumerate(saved):
+            if not (isinstance(s, dict) and isinstance(s.get("params"), (list, tuple))
+                    and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in s["params"])):
+                raise ArgumentTypeError(f"{name}.load_state_dict: param group {k}: expected a dict with a list "
+                                        f"'params' of parameter indices, got {describe(s)}")
         if len(saved) != len(self.param_groups):
             raise ValueError(f"{name}.load_state_dict: expected {len(self.param_groups)} param groups, got {len(saved)}")
+        indices = [i for s in saved for i in s["params"]]
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"{name}.load_state_dict: 'param_groups': expected each parameter index once, "
+                             f"got {indices}")
+        if not isinstance(state, dict):
+            raise ArgumentTypeError(f"{name}.load_state_dict: 'state': expected a dict of parameter index -> "
+                                    f"state, got {describe(state)}")
         new_groups, by_index = [], {}
         for k, (g, s) in enumerate(zip(self.param_groups, saved)):
             if len(s["params"]) != len(g["params"]):
@@ -195,7 +211,7 @@ class Optimizer:
             new_groups.append(merged)
             by_index.update((idx, (p, merged)) for idx, p in zip(s["params"], g["params"]))
         new_state = {}
-        for idx, entry in state_dict["state"].items():
+        for idx, entry in state.items():
             if idx not in by_index:
                 raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no group holds")
             p, group = by_index[idx]
