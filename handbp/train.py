@@ -65,6 +65,12 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
     """
     if not isinstance(model, Module):
         raise TypeError(f"fit: model: expected a handbp Module, got {describe(model)}")
+    if isinstance(loss, type) or not (callable(loss) and callable(getattr(loss, "backward", None))):
+        raise ArgumentTypeError(f"fit: loss: expected a loss object such as hb.MSELoss(), got {describe(loss)}")
+    if isinstance(optimizer, type) or not all(callable(getattr(optimizer, a, None)) for a in ("zero_grad", "step")):
+        raise ArgumentTypeError(f"fit: optimizer: expected an optimizer object such as "
+                                f"hb.optim.SGD(model.parameters(), lr=0.1), got {describe(optimizer)}")
+    _check_optimizer_holds_the_model(model, optimizer)
     epochs = validate.integer("fit", "epochs", epochs, low=1)
     batch_size = validate.integer("fit", "batch_size", batch_size, low=1)
     shuffle = validate.flag("fit", "shuffle", shuffle)
@@ -87,24 +93,21 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, desc="fit", unit="epoch")
     history = []
+    modes = [(m, m.training) for _, m in model.named_modules()]
+    buffers = [(m, name) for _, m in model.named_modules() for name in m._buffers]
     model.train()
     try:
         for epoch in range(epochs):
             total, count = 0.0, 0
             for step, idx in enumerate(batches(len(x), batch_size, shuffle, rng)):
-                value = loss(model(x[idx]), y[idx])
-                if not np.isfinite(value):
-                    raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the loss is {value}: "
-                                           f"{first_nonfinite(model, x[idx])}; lower the learning rate or "
-                                           "check the data")
-                optimizer.zero_grad()
-                model.backward(loss.backward())
-                bad = next((n for n, p in model.named_parameters()
-                            if p.grad is not None and not np.isfinite(p.grad).all()), None)
-                if bad is not None:
-                    raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the gradient of '{bad}' is not "
-                                           "finite (the step was not taken); lower the learning rate")
-                optimizer.step()
+                # a step that raises (bad targets, a diverged loss) is not taken: its forward has
+                # already moved BatchNorm's running statistics, which are put back
+                saved = [np.array(getattr(m, name), copy=True) for m, name in buffers]
+                try:
+                    value = _step(model, loss, optimizer, x[idx], y[idx], epoch, step)
+                except BaseException:
+                    _restore(buffers, saved, modes)
+                    raise
                 total += value * len(idx)
                 count += len(idx)
             history.append(total / count)
@@ -117,6 +120,48 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         if bar is not None:
             bar.close()
     return history
+
+
+def _step(model, loss, optimizer, x, y, epoch, step):
+    """One training step on the batch ``(x, y)``; returns its loss. Gradients are cleared only
+    once the loss is computed, and the step is taken only if every gradient is finite."""
+    value = loss(model(x), y)
+    if not np.isfinite(value):
+        raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the loss is {value}: "
+                               f"{first_nonfinite(model, x)}; lower the learning rate or check the data")
+    optimizer.zero_grad()
+    model.backward(loss.backward())
+    bad = next((n for n, p in model.named_parameters() if p.grad is not None and not np.isfinite(p.grad).all()),
+               None)
+    if bad is not None:
+        raise TrainingDiverged(f"fit: at epoch {epoch}, step {step} the gradient of '{bad}' is not "
+                               "finite (the step was not taken); lower the learning rate")
+    optimizer.step()
+    return value
+
+
+def _check_optimizer_holds_the_model(model, optimizer):
+    """An optimizer over none of the model's parameters would train nothing, silently."""
+    groups = getattr(optimizer, "param_groups", None)
+    params = model.parameters()
+    if groups is None or not params:
+        return
+    held = {id(p) for g in groups for p in g["params"]}
+    if not any(id(p) in held for p in params):
+        raise ValueError("fit: optimizer: expected an optimizer over the model's parameters, got one that holds "
+                         "none of them (build it from model.parameters())")
+
+
+def _restore(buffers, saved, modes):
+    """Put the buffers and the train/eval modes back as they were."""
+    for (m, name), value in zip(buffers, saved):
+        current = getattr(m, name)
+        if isinstance(current, np.ndarray) and current.shape == value.shape and current.dtype == value.dtype:
+            current[...] = value
+        else:
+            object.__setattr__(m, name, value)
+    for m, mode in modes:
+        object.__setattr__(m, "training", mode)
 
 
 def accuracy(model, x, y):
