@@ -167,6 +167,15 @@ def _restore(buffers, saved, modes):
 def accuracy(model, x, y):
     """Fraction of samples whose predicted class equals ``y``: argmax of the output for several
     outputs, ``output > 0`` (a logit) for one."""
+    if not isinstance(model, Module):
+        raise ArgumentTypeError(f"accuracy: model: expected a handbp Module, got {describe(model)}")
     out = model(x)
     pred = out.argmax(axis=-1) if out.shape[-1] > 1 else (out[..., 0] > 0).astype(np.int64)
-    return float(np.mean(pred == np.asarray(y).reshape(pred.shape)))
+    labels = np.asarray(y)
+    # whole-number floats pass: a BCE target (0.0 / 1.0) is a label too
+    kind_ok = labels.dtype.kind in "iub" or (labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels))))
+    if not kind_ok or labels.size != pred.size:
+        validate.fail("accuracy", "y", f"{pred.size} class labels (whole numbers, one per sample, as the model's "
+                      f"output {out.shape} gives)", y, ValueError if kind_ok or labels.dtype.kind == "f"
+                      else ArgumentTypeError)
+    return float(np.mean(pred == labels.reshape(pred.shape)))

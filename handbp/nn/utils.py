@@ -70,7 +70,10 @@ def _norm_type(owner, norm_type):
             norm_type = float(norm_type)     # torch reads it with float(): "inf", "2"
         except ValueError:
             validate.fail(owner, "norm_type", "a number or 'inf'", norm_type, ArgumentTypeError)
-    return float(validate.number(owner, "norm_type", norm_type, finite=False, what="a number or 'inf'"))
+    norm_type = float(validate.number(owner, "norm_type", norm_type, finite=False, what="a number or 'inf'"))
+    if math.isnan(norm_type):       # (torch computes a NaN norm and multiplies every gradient by NaN)
+        validate.fail(owner, "norm_type", "a number or 'inf'", norm_type)
+    return norm_type
 
 
 def _vector_norm(v, p):

@@ -66,3 +66,24 @@ def test_the_step_that_raises_is_not_taken(rng):
     assert [m.training for _, m in models[1].named_modules()] == [False] * 4
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=name)           # the same operations: exact
+
+
+@pytest.mark.parametrize("model, y, error, message", [
+    ("str", [0, 1, 0, 1], TypeError, r"accuracy: model: expected a handbp Module, got str"),
+    (None, [0, 1, 0], ValueError, r"accuracy: y: expected 4 class labels .*got list \[0, 1, 0\]"),
+    (None, [0.5, 1, 0, 1], ValueError, r"accuracy: y: expected 4 class labels \(whole numbers"),
+    (None, [np.nan, 1, 0, 1], ValueError, r"accuracy: y: expected 4 class labels"),
+    (None, "abcd", TypeError, r"accuracy: y: expected 4 class labels.*got 'abcd'"),
+])
+def test_accuracy_refuses_labels_that_do_not_fit(model, y, error, message, rng):
+    """Before, a wrong count was NumPy's reshape error and fractional labels scored 0 silently."""
+    net = hb.Sequential(hb.Linear(3, 2, rng=rng))
+    with pytest.raises(error, match=message):
+        hb.accuracy(net if model is None else model, rng.normal(size=(4, 3)), y)
+
+
+@pytest.mark.parametrize("y", [np.array([1, 0, 1, 1]), np.array([1.0, 0.0, 1.0, 1.0]), np.array([[1], [0], [1], [1]])])
+def test_accuracy_takes_integer_and_whole_float_labels(y):
+    """A one-logit model scores ``output > 0``; BCE targets (floats 0.0 / 1.0) are labels too."""
+    net = hb.Sequential(hb.Identity())
+    assert hb.accuracy(net, np.array([[2.0], [-1.0], [-3.0], [0.5]]), y) == 0.75
