@@ -76,7 +76,7 @@ def _check_model_and_loss(model, loss, owner):
     if not callable(loss):
         raise TypeError(f"{owner}: loss: expected a handbp loss such as hb.MeanSquaredError(), "
                         f"got {describe(loss)}")
-    named = list(model.named_parameters())
+    named = list(model.named_parameters(remove_duplicate=False))  # (every name, tied ones too)
     if not named:
         raise ValueError(f"{owner}: model: {type(model).__name__} has no parameters to differentiate")
     for path, m in model.named_modules():
@@ -352,7 +352,7 @@ def numerical_gradient(model, loss, x, y, eps=1e-6, method="fast"):
 
     Returns:
         OrderedDict ``name -> float64 array shaped like the parameter``, under the names of
-        ``model.named_parameters()``.
+        ``model.named_parameters(remove_duplicate=False)`` (a tied weight under each of its names).
 
     Raises:
         ValueError: eps ≤ 0 or not finite, unknown method, a model without parameters, a Dropout
@@ -559,7 +559,7 @@ def numerical_step(model, loss, optimizer, x, y, *, eps=1e-6, method="fast"):
 def _unique(model, grads):
     """(Parameter, gradient) once per Parameter, even when two names share one (tied weights)."""
     seen = set()
-    for (name, p) in model.named_parameters():
+    for (name, p) in model.named_parameters(remove_duplicate=False):
         if id(p) not in seen:
             seen.add(id(p))
             yield p, grads[name]
