@@ -21,8 +21,8 @@ from .architecture import (ABSENT, architecture, build, check_declared_state, ch
                            first_difference)
 from .architecture import register  # noqa: F401  (public here, as hb.checkpoint.register)
 from .atomic import write_atomic
-from .errors import CheckpointError, MetadataFieldError, expected_field, required_field
-from .module import Parameter
+from .errors import ArgumentTypeError, CheckpointError, MetadataFieldError, describe, expected_field, required_field
+from .module import Module, Parameter
 
 FORMAT = "handbp-checkpoint"
 VERSION = 1
@@ -58,8 +58,21 @@ def _check_declares_its_state(spec, state):
                         "state_shapes class method (see hb.Linear.state_shapes)")
 
 
+def _check_arguments(owner, path, model=None, optimizer=None):
+    """The path, model and optimizer checked before any file is touched."""
+    if not isinstance(path, (str, os.PathLike)):         # (save's atomic write joins str paths only)
+        raise ArgumentTypeError(f"{owner}: path: expected a file path (str or os.PathLike), got {describe(path)}")
+    if model is not None and not isinstance(model, Module):
+        raise ArgumentTypeError(f"{owner}: model: expected a handbp Module, got {describe(model)}")
+    if optimizer is not None and (isinstance(optimizer, type) or not all(
+            callable(getattr(optimizer, a, None)) for a in ("state_dict", "load_state_dict"))):
+        raise ArgumentTypeError(f"{owner}: optimizer: expected None or an optimizer such as "
+                                f"hb.optim.SGD(model.parameters(), lr=0.1), got {describe(optimizer)}")
+
+
 def save(model, path, optimizer=None):
     """Save ``model`` (architecture + parameters + buffers) and, if given, ``optimizer``'s state."""
+    _check_arguments("save", path, model, optimizer)
     meta = {"format": FORMAT, "version": VERSION, "architecture": architecture(model), "dtype": str(model.dtype)}
     state = model.state_dict()
     _check_declares_its_state(meta["architecture"], state)
@@ -233,6 +246,7 @@ def _optimizer_state(meta, arrays):
 # -- loading --------------------------------------------------------------------------------------
 def load(path):
     """A new model built and filled from the checkpoint at ``path``."""
+    _check_arguments("load", path)
     meta, arrays = _read(path)
     try:
         model = build(meta["architecture"], np.dtype(meta["dtype"]))
@@ -254,6 +268,7 @@ def load_into(path, model, optimizer=None):
     The architecture, names, shapes and dtypes must match; the optimizer must be of the saved type.
     Everything is checked before anything is changed: on error, model and optimizer are untouched.
     """
+    _check_arguments("load_into", path, model, optimizer)
     meta, arrays = _read(path)
     mine = architecture(model)
     difference = first_difference(meta["architecture"], mine)
