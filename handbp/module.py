@@ -235,9 +235,10 @@ class Module:
         torch does by default: an optimizer or ``clip_grad_norm_`` given ``model.parameters()``
         must see it once (its ``grad`` already sums both uses). ``remove_duplicate=False`` yields
         every name; ``recurse=False`` only this module's own parameters."""
-        recurse = validate.flag((self, "named_parameters"), "recurse", recurse)
-        seen = set() if validate.flag((self, "named_parameters"), "remove_duplicate", remove_duplicate) else None
-        return self._named_parameters(prefix, recurse, seen)
+        if recurse is not True or remove_duplicate is not True:     # (the defaults skip the checks: every step asks)
+            recurse = validate.flag((self, "named_parameters"), "recurse", recurse)
+            remove_duplicate = validate.flag((self, "named_parameters"), "remove_duplicate", remove_duplicate)
+        return self._named_parameters(prefix, recurse, set() if remove_duplicate else None)
 
     def _named_parameters(self, prefix, recurse, seen):
         for name, p in self._parameters.items():

@@ -100,12 +100,15 @@ def fit(model, loss, optimizer, x, y, *, epochs=1, batch_size=32, shuffle=True, 
         for epoch in range(epochs):
             total, count = 0.0, 0
             for step, idx in enumerate(batches(len(x), batch_size, shuffle, rng)):
-                # a step that raises (bad targets, a diverged loss) is not taken: its forward has
-                # already moved BatchNorm's running statistics, which are put back
+                # targets the loss refuses are bad input, refused with the model as it was: the
+                # forward before the loss has moved BatchNorm's running statistics, which are put
+                # back (a diverged step keeps them, as a torch loop's forward would)
                 saved = [np.array(getattr(m, name), copy=True) for m, name in buffers]
                 try:
                     value = _step(model, loss, optimizer, x[idx], y[idx], epoch, step)
-                except BaseException:
+                except TrainingDiverged:
+                    raise
+                except Exception:
                     _restore(buffers, saved, modes)
                     raise
                 total += value * len(idx)

@@ -1,6 +1,7 @@
 """``fit`` refuses a loss or an optimizer that is not one (or an optimizer over other parameters)
-before it touches the model, and a step that raises is not taken: the forward it ran has moved
-BatchNorm's running statistics, which are put back, with every module's train/eval mode."""
+before it touches the model, and a step whose targets the loss refuses is not taken: the forward
+it ran has moved BatchNorm's running statistics, which are put back, with every module's
+train/eval mode. (A diverged step keeps what its forward did: tests/crosscheck/test_hardening.py.)"""
 import numpy as np
 import pytest
 
@@ -52,7 +53,7 @@ def test_fit_refuses_before_changing_the_model(kind, rng):
     assert snapshot(model, opt) == before
 
 
-def test_the_step_that_raises_is_not_taken(rng):
+def test_a_step_with_refused_targets_is_not_taken(rng):
     """Targets with a NaN in the last batch only: the model ends as a run over the batches before."""
     x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
     bad = y.copy()
