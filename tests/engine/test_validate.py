@@ -86,6 +86,12 @@ def net():
 X, Y = np.linspace(-1, 1, 8).reshape(4, 2), np.linspace(1, -1, 8).reshape(4, 2)
 
 
+def fit(**kwargs):
+    """``hb.fit`` on a fresh net with an SGD over its parameters (fit refuses one over others)."""
+    model = net()
+    return hb.fit(model, hb.MSELoss(), hb.optim.SGD(model.parameters(), lr=0.1), X, Y, **kwargs)
+
+
 def after_forward(make_loss):
     loss = make_loss()
     if isinstance(loss, hb.CrossEntropyLoss):
@@ -199,12 +205,12 @@ TABLE = [
     ("DNN", "rng", lambda v: hb.DNN(1, 4, 2, 1, rng=v), init_generator(), None),
     ("gradient_descent", "alpha", lambda v: hb.gradient_descent(net(), X, Y, hb.MSELoss(), alpha=v),
      number(0.5, -0.1), None),
-    ("fit", "epochs", lambda v: hb.fit(net(), hb.MSELoss(), sgd(), X, Y, epochs=v), integer(1, 0), None),
-    ("fit", "batch_size", lambda v: hb.fit(net(), hb.MSELoss(), sgd(), X, Y, batch_size=v), integer(2, 0), None),
-    ("fit", "shuffle", lambda v: hb.fit(net(), hb.MSELoss(), sgd(), X, Y, shuffle=v), flag(), None),
-    ("fit", "progress", lambda v: hb.fit(net(), hb.MSELoss(), sgd(), X, Y, progress=v),
+    ("fit", "epochs", lambda v: fit(epochs=v), integer(1, 0), None),
+    ("fit", "batch_size", lambda v: fit(batch_size=v), integer(2, 0), None),
+    ("fit", "shuffle", lambda v: fit(shuffle=v), flag(), None),
+    ("fit", "progress", lambda v: fit(progress=v),
      [c for c in flag(optional=True) if c[1] is not True], None),
-    ("fit", "rng", lambda v: hb.fit(net(), hb.MSELoss(), sgd(), X, Y, rng=v), generator(), None),
+    ("fit", "rng", lambda v: fit(rng=v), generator(), None),
     ("spirals", "n", lambda v: hb.datasets.spirals(n=v), integer(10, 1, -1), None),
     ("spirals", "noise", lambda v: hb.datasets.spirals(noise=v), number(0.5, -0.1), None),
     ("spirals", "rng", lambda v: hb.datasets.spirals(rng=v), generator(), None),
