@@ -88,6 +88,7 @@ def test_loss_backward_matches_finite_differences(example, shape, rng):
     loss = example.build()
     pred = rng.normal(size=PRED_SHAPES[shape]) * 2
     target = example.target(rng, pred.shape)
+    away_from_kinks(loss, pred, target)
     value = loss(pred, target)
     assert isinstance(value, float)
     reference = example.torch(torch.nn.functional, torch.from_numpy(pred), torch.from_numpy(np.asarray(target)))
@@ -96,6 +97,32 @@ def test_loss_backward_matches_finite_differences(example, shape, rng):
     assert g.shape == pred.shape and g.dtype == np.float64
     fd = fd_gradient(lambda: loss(pred, target), pred)
     np.testing.assert_allclose(g, fd, rtol=FD_RTOL, atol=FD_ATOL)
+
+
+def away_from_kinks(loss, pred, target, gap=1e-3):
+    """Move ``pred`` (in place) at least ``gap`` away from where the loss's gradient jumps, far
+    beyond the finite-difference step: |h − y| = 0 for a real target (L1, SmoothL1 with beta 0),
+    and 1 − x[y] + x[i] = 0 (a margin met exactly) for MultiMarginLoss's class indices. A random
+    prediction lands that close about once in a million elements; then the test would fail."""
+    if isinstance(loss, hb.MultiMarginLoss):
+        rows, labels = pred.reshape(-1, pred.shape[-1]), np.asarray(target).reshape(-1)
+        for row, label in zip(rows, labels):
+            margins = loss.margin - row[label] + row
+            near = np.abs(margins) < gap
+            near[label] = False
+            row[near] += 2 * gap           # (rows is a view: pred changes)
+    elif np.shape(target) == pred.shape and np.asarray(target).dtype.kind == "f":
+        near = np.abs(pred - target) < gap
+        pred[near] += 2 * gap
+
+
+def test_away_from_kinks_moves_a_prediction_off_the_kink():
+    pred, target = np.array([0.3, 1.0 + 4e-8, -2.0]), np.array([0.0, 1.0, -2.0])
+    away_from_kinks(hb.L1Loss(), pred, target)
+    assert np.all(np.abs(pred - target) >= 1e-3) and pred[0] == 0.3
+    logits = np.array([[0.5, 1.5 - 1e-9, -3.0]])          # class 1: margin 1 − 1.5 + 0.5 = 0 at x[0]
+    away_from_kinks(hb.MultiMarginLoss(), logits, np.array([1]))
+    assert abs(1.0 - logits[0, 1] + logits[0, 0]) >= 1e-3 and logits[0, 2] == -3.0
 
 
 def test_mean_squared_error_is_half_the_mean_and_its_gradient_has_the_1_over_n(rng):
