@@ -337,6 +337,11 @@ class Twins:
         self.ref = Twin(model, loss, optimizer, plan.paths, dtype=np.float64) if tol.mode == "float32-rule" else None
         self.free = Twin(model, loss, optimizer, plan.paths) if not resync else None
         self.judge = self.twin if self.ref is None else self.ref
+        # SGD's update is linear in the gradient: a gradient's rounding noise moves it by lr times
+        # that noise, which the parameters' tolerance allows, so its twin keeps its own gradients
+        # (and lockstep the cost of choosing). Adam, RMSprop and Adagrad divide by the gradient's
+        # size and turn noise into a whole step: see _agreeing.
+        self.normalizing = not isinstance(optimizer, hb.optim.SGD)
 
     def sync(self, plan, optimizer):
         for t in (self.twin, self.ref):
@@ -349,8 +354,9 @@ class Twins:
         """The twins' steps: their own (float64), or module by module on handbp's inputs (float32,
         once handbp has its gradients). Returns the twin's values and the reference's (or None)."""
         try:
-            if self.ref is None:      # (the update from handbp's gradients, once it has them: see Twin.step)
-                tw, rf = self.twin.step(x, y, update_with=self._agreeing(side) if side.reached >= 3 else None), None
+            if self.ref is None:      # (the update from handbp's gradients, once it has them: see _agreeing)
+                chosen = self._agreeing(side) if side.reached >= 3 and self.normalizing else None
+                tw, rf = self.twin.step(x, y, update_with=chosen), None
             elif side.reached >= 2:
                 tw, rf = self.twin.local_step(x, y, side), self.ref.local_step(x, y, side)
             else:   # handbp failed before its gradients: compare the twins' own steps
@@ -392,7 +398,9 @@ class Twins:
             rest = [float(np.abs(v).max(initial=0.0)) for n, v in own.items() if v is not None and n not in compared]
             atol = scaled_atol(tol, scale, max([float(scale.max())] + rest))    # (the peak of all gradients)
             passes = np.abs(a - b) <= elementwise_allowed(tol, np.repeat(atol, sizes), abs_b)
-            return {n: mine[n] for n, ok in zip(names, np.logical_and.reduceat(passes, starts)) if ok}
+            # (slices of ``a``, a copy nobody else holds: the twin takes them as its gradients uncopied)
+            return {n: a[i:i + size].reshape(mine[n].shape)
+                    for n, i, size, ok in zip(names, starts, sizes, np.logical_and.reduceat(passes, starts)) if ok}
         return choose
 
     def drift(self, plan):

@@ -118,7 +118,8 @@ class Twin:
         the gradient of every leaf's input and every parameter (``torch.autograd.grad``), the
         optimizer's zero_grad (its own parameters) and step. ``update_with(own)``: given the twin's
         own gradients (by parameter name), the ones to step with instead (handbp's, where they
-        agree with the twin's: see ``lockstep.Twins.step``). Returns NumPy values: ``outputs``,
+        agree with the twin's: see ``lockstep.Twins.step``), as arrays nobody else holds: they
+        become the twin's gradients without a copy. Returns NumPy values: ``outputs``,
         ``grad_inputs`` (per leaf), ``grad_pred``, ``loss``, ``grads`` (per parameter name). A leaf
         whose input or output is a tuple (several, ``handbp.structure``) has them as tuples and
         its input gradients as a list, one per array of its input (None where none reached it)."""
@@ -147,8 +148,8 @@ class Twin:
                 p.grad = p.grad + g
         if update_with is not None:
             own = {n: None if p.grad is None else p.grad.numpy() for n, p in self.params.items()}
-            for n, g in update_with(own).items():
-                self.params[n].grad = self._tensor(g)
+            for n, g in update_with(own).items():         # (arrays of its own: used, not copied)
+                self.params[n].grad = self.torch.from_numpy(np.asarray(g, dtype=self.np_dtype))
         self.optimizer.step()
         if not record:
             return None
