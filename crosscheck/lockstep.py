@@ -18,10 +18,11 @@ This also keeps errors from compounding: two correct implementations drift apart
 (rounding differences grow with the dynamics), and each step here measures only its own error.
 State is compared after the step, before the next copy, so a bug in how it is stored is caught;
 the state an optimizer's constructor makes (Adagrad's ``sum``) is compared with torch's before the
-first step (``built_state``). The twin's optimizer steps with handbp's gradient of each parameter
-whose gradient agrees with the twin's (``Twins._agreeing``): the update then carries only the
-optimizer's rounding, not the gradients' (a gradient that is pure rounding noise, divided by its
-own size in Adagrad or RMSprop, differs by 100%), while a wrong gradient still shows in the update.
+first step (``built_state``). An optimizer that divides by a gradient's size (Adam, RMSprop,
+Adagrad; not SGD, whose update is linear in it) steps on the twin's side with handbp's gradient of
+each parameter whose gradient agrees with the twin's (``Twins._agreeing``): the update then carries
+only the optimizer's rounding, not the gradients' (a gradient that is pure rounding noise, divided
+by its own size, differs by 100%), while a wrong gradient still shows in the update.
 With ``resync=False`` a third, free-running twin (it follows modes and hyperparameters, not
 values) records the drift per step beside the per-step checks, so the drift can be seen, and told
 apart from a bug.
@@ -516,16 +517,10 @@ def built_state(plan, optimizer, twins, tol, step, x, ratio_tol):
             rows.append((plan.state_key(n, key), a, theirs.get(key), refs.get(key)))
     if not rows:
         return None
-    keys, A, B, R = zip(*rows)
-    float32 = tol.mode == "float32-rule"
-    result = evaluate_arrays(Layout(keys), A, B, R if float32 else None, tol)
-    if not result.failing:
+    columns = tuple(zip(*rows))
+    _, failing = _evaluate(Layout(columns[0]), columns, tol)
+    if not failing:
         return None
-    failing = []
-    for k in result.failing:
-        c = Check(*keys[k], A[k], B[k], R[k] if float32 else None)
-        c.result = result.results[k]
-        failing.append(c)
     others = [f"(before step {step}: the state {type(optimizer).__name__}'s constructor made, against the "
               "state torch's own constructor makes with the same param groups)"]
     others += [f"{c.label}: max rel {max_rel(c):.3g}" for c in failing[1:]]
@@ -591,21 +586,31 @@ def judge(plan, rows, tol, step, where):
             raise where.side.error
         raise ValueError(f"lockstep: step {step} compared no quantity (handbp's step produced nothing to "
                          "compare), so it proves nothing")
-    keys, A, B, R = zip(*rows)
-    layout = plan.layout_for(keys)
+    columns = tuple(zip(*rows))
+    layout = plan.layout_for(columns[0])
+
+    def context(name, quantity):
+        n = plan.param_of.get(name)
+        return dict(before=where.before[n] if quantity == "param" else None,
+                    grad=where.side.grads[n] if quantity.startswith("state.") else None,
+                    previous=where.previous_grads.get(n) if quantity == "grad" else None)
+    result, failing = _evaluate(layout, columns, tol, context)
+    return layout, result, failing
+
+
+def _evaluate(layout, columns, tol, context=None):
+    """The rows' columns ``(keys, handbp's, the twin's, the reference's)`` under the tolerance rule
+    at once: the result, and a ``Check`` for each mismatch (``context(name, quantity)``: what else
+    its diagnosis needs)."""
+    keys, A, B, R = columns
     float32 = tol.mode == "float32-rule"
     result = evaluate_arrays(layout, A, B, R if float32 else None, tol)
     failing = []
     for k in result.failing:
-        name, quantity = keys[k]
-        n = plan.param_of.get(name)
-        c = Check(name, quantity, A[k], B[k], R[k] if float32 else None,
-                  before=where.before[n] if quantity == "param" else None,
-                  grad=where.side.grads[n] if quantity.startswith("state.") else None,
-                  previous=where.previous_grads.get(n) if quantity == "grad" else None)
+        c = Check(*keys[k], A[k], B[k], R[k] if float32 else None, **(context(*keys[k]) if context else {}))
         c.result = result.results[k]
         failing.append(c)
-    return layout, result, failing
+    return result, failing
 
 
 def _context(x, out):
