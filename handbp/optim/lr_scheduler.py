@@ -18,6 +18,7 @@ class LRScheduler:
     attribute names, which ``state_dict()`` carries). Subclasses write ``get_lr()``."""
 
     _hyperparameters = ()
+    _counts = ()          # the hyperparameters that are periods in epochs (whole numbers ≥ 1)
 
     def __init__(self, optimizer, last_epoch=-1):
         name = type(self).__name__
@@ -94,8 +95,11 @@ class LRScheduler:
 
     @classmethod
     def _check(cls, owner, key, value):
-        """Hyperparameter ``key`` checked as the constructor checks it. Subclasses write it."""
-        raise NotImplementedError
+        """Hyperparameter ``key`` checked as the constructor checks it: a whole number ≥ 1 if it is
+        one of the class's ``_counts`` (a period in epochs), else a finite number."""
+        if key in cls._counts:
+            return validate.integer(owner, key, value, low=1)
+        return validate.number(owner, key, value)
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyperparameters)
@@ -115,17 +119,12 @@ class StepLR(LRScheduler):
     """
 
     _hyperparameters = ("step_size", "gamma")
+    _counts = ("step_size",)
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = self._check("StepLR", "step_size", step_size)
         self.gamma = self._check("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
-
-    @classmethod
-    def _check(cls, owner, key, value):
-        if key == "step_size":
-            return validate.integer(owner, key, value, low=1)
-        return validate.number(owner, key, value)
 
     def get_lr(self):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -149,10 +148,6 @@ class ExponentialLR(LRScheduler):
     def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = self._check("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
-
-    @classmethod
-    def _check(cls, owner, key, value):
-        return validate.number(owner, key, value)
 
     def get_lr(self):
         if self._is_initial:
@@ -179,17 +174,12 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     _hyperparameters = ("T_max", "eta_min")
+    _counts = ("T_max",)
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max = self._check("CosineAnnealingLR", "T_max", T_max)
         self.eta_min = self._check("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
-
-    @classmethod
-    def _check(cls, owner, key, value):
-        if key == "T_max":
-            return validate.integer(owner, key, value, low=1)
-        return validate.number(owner, key, value)
 
     def get_lr(self):
         groups, t, T, lo = self.optimizer.param_groups, self.last_epoch, self.T_max, self.eta_min
