@@ -557,12 +557,10 @@ def numerical_step(model, loss, optimizer, x, y, *, eps=1e-6, method="fast"):
 
 
 def _unique(model, grads):
-    """(Parameter, gradient) once per Parameter, even when two names share one (tied weights)."""
-    seen = set()
-    for (name, p) in model.named_parameters(remove_duplicate=False):
-        if id(p) not in seen:
-            seen.add(id(p))
-            yield p, grads[name]
+    """(Parameter, gradient) once per Parameter, even when two names share one (tied weights):
+    ``named_parameters()`` yields a shared one once, under its first name."""
+    for name, p in model.named_parameters():
+        yield p, grads[name]
 
 
 def numerical_gradient_descent(network, x, y, loss_obj, alpha=0.01, *, eps=1e-6, method="fast"):
